@@ -1,0 +1,169 @@
+/**
+ * The handful of Consul agent endpoints the supervisor uses, each with a
+ * timeout, the token in `X-Consul-Token`, and failures sorted into kinds the
+ * core can act on. The token never appears in anything this module returns.
+ * @module
+ */
+
+import type { ConsulConfig } from "./config.ts";
+import { redact } from "./secret.ts";
+
+/** Why a request failed, coarse enough to pick a retry policy and a metric label. */
+export type ConsulErrorKind = "denied" | "rejected" | "server" | "unreachable" | "timeout";
+
+/** The result of one agent request. */
+export type ConsulResult<T = void> =
+  | { ok: true; value: T }
+  | { ok: false; kind: ConsulErrorKind; status: number | null; message: string };
+
+/** A service definition in the agent's register format. */
+export interface ServiceDefinition {
+  ID: string;
+  Name: string;
+  Tags: string[];
+  Address: string;
+  Port: number;
+  Meta: Record<string, string>;
+  Checks: Record<string, unknown>[];
+}
+
+/** The subset of `GET /v1/agent/service/<id>` we compare against. */
+export interface AgentService {
+  ID: string;
+  Service: string;
+  Tags: string[] | null;
+  Address: string;
+  Port: number;
+  Meta: Record<string, string> | null;
+}
+
+const MAX_MESSAGE = 300;
+
+/** A client for the local Consul agent. */
+export class ConsulAgent {
+  readonly #cfg: ConsulConfig;
+  readonly #client: Deno.HttpClient | undefined;
+
+  /** Builds a client; a CA certificate, when configured, is trusted for TLS. */
+  constructor(cfg: ConsulConfig) {
+    this.#cfg = cfg;
+    this.#client = cfg.caCert ? Deno.createHttpClient({ caCerts: [cfg.caCert] }) : undefined;
+  }
+
+  /** `PUT /v1/agent/service/register` (replacing existing checks, so a changed check is updated). */
+  register(def: ServiceDefinition): Promise<ConsulResult> {
+    return this.#call("PUT", "/v1/agent/service/register?replace-existing-checks", def, () => {});
+  }
+
+  /** `PUT /v1/agent/service/deregister/<id>`; 404 means "already gone" and counts as success. */
+  deregister(id: string): Promise<ConsulResult> {
+    return this.#call(
+      "PUT",
+      `/v1/agent/service/deregister/${encodeURIComponent(id)}`,
+      undefined,
+      () => {},
+      true,
+    );
+  }
+
+  /** `PUT /v1/agent/check/pass/<id>`; an unknown check answers `{ok:true, value:false}`. */
+  async passCheck(checkId: string, note: string): Promise<ConsulResult<boolean>> {
+    const path = `/v1/agent/check/pass/${encodeURIComponent(checkId)}?note=${
+      encodeURIComponent(note)
+    }`;
+    return await this.#call("PUT", path, undefined, () => true, false, () => false);
+  }
+
+  /** `GET /v1/agent/service/<id>`; null when the agent does not know the service. */
+  service(id: string): Promise<ConsulResult<AgentService | null>> {
+    return this.#call(
+      "GET",
+      `/v1/agent/service/${encodeURIComponent(id)}`,
+      undefined,
+      (body) => JSON.parse(body) as AgentService,
+      false,
+      () => null,
+    );
+  }
+
+  /** `GET /v1/agent/self`: proves the agent answers and the token may read it. */
+  self(): Promise<ConsulResult<Record<string, unknown>>> {
+    return this.#call("GET", "/v1/agent/self", undefined, (b) => JSON.parse(b));
+  }
+
+  /** Releases the TLS client, if any. */
+  close(): void {
+    this.#client?.close();
+  }
+
+  async #call<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    parse: (body: string) => T,
+    notFoundIsOk = false,
+    onNotFound?: () => T,
+  ): Promise<ConsulResult<T>> {
+    const headers: Record<string, string> = {};
+    if (this.#cfg.token) headers["X-Consul-Token"] = this.#cfg.token.reveal();
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let res: Response;
+    try {
+      res = await fetch(`${this.#cfg.url}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.#cfg.timeoutMs),
+        client: this.#client,
+      });
+    } catch (e) {
+      const timeout = e instanceof DOMException && e.name === "TimeoutError";
+      return {
+        ok: false,
+        kind: timeout ? "timeout" : "unreachable",
+        status: null,
+        message: this.#clean(
+          timeout ? `no answer within ${this.#cfg.timeoutMs}ms` : errorMessage(e),
+        ),
+      };
+    }
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      return {
+        ok: false,
+        kind: "unreachable",
+        status: res.status,
+        message: this.#clean(errorMessage(e)),
+      };
+    }
+    if (res.status === 404 && (notFoundIsOk || onNotFound)) {
+      return { ok: true, value: onNotFound ? onNotFound() : parse("") };
+    }
+    if (res.ok) {
+      try {
+        return { ok: true, value: parse(text) };
+      } catch {
+        return { ok: false, kind: "server", status: res.status, message: "unparsable answer" };
+      }
+    }
+    const kind: ConsulErrorKind = res.status === 403 || res.status === 401
+      ? "denied"
+      : res.status >= 400 && res.status < 500 && res.status !== 429
+      ? "rejected"
+      : "server";
+    const detail = text.trim() || res.statusText;
+    return { ok: false, kind, status: res.status, message: this.#clean(`${res.status} ${detail}`) };
+  }
+
+  /** One line, bounded, with the token scrubbed in case an agent ever echoes it. */
+  #clean(text: string): string {
+    const line = redact(text, [this.#cfg.token]).split("\n")[0];
+    return line.length > MAX_MESSAGE ? `${line.slice(0, MAX_MESSAGE)}…` : line;
+  }
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

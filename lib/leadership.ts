@@ -1,0 +1,172 @@
+/**
+ * Leadership: merges the LiteFS event stream, periodic `/info`, the `.primary`
+ * poll and an inotify wake-up into one role with a reason and a cause.
+ * @module
+ */
+
+import type { Config } from "./config.ts";
+import { EventStream, fetchInfo, type LeaderEvent } from "./litefs_api.ts";
+import { PrimaryFilePoller } from "./primary_file.ts";
+import { type ApiView, deriveRole, type FileView, type Role } from "./role.ts";
+
+/** Which input produced the newest role. */
+export type RoleCause = "start" | "event" | "info" | "poll" | "api-lost";
+
+/** The merged leadership view. */
+export interface LeadershipView {
+  role: Role;
+  /** When the role's kind last changed. */
+  since: number;
+  /** What made the role change last. */
+  cause: RoleCause;
+}
+
+/** Hooks for log lines that are not role changes. */
+export interface LeadershipLog {
+  apiState(connected: boolean, detail: string): void;
+  badEventLine(reason: string): void;
+}
+
+/** The merged leadership source of one node. */
+export class Leadership {
+  readonly #cfg: Config;
+  readonly #onChange: () => void;
+  readonly #log: LeadershipLog;
+  readonly #now: () => number;
+  readonly #poller: PrimaryFilePoller;
+  readonly #stream: EventStream | null;
+  #api: ApiView | null;
+  #streamUp = false;
+  #infoOk = false;
+  #eventSeq = 0;
+  #view: LeadershipView;
+  #infoTimer: ReturnType<typeof setInterval> | null = null;
+  #watcher: Deno.FsWatcher | null = null;
+  #abort = new AbortController();
+
+  /** @param onChange called whenever the role (kind, primary or reason) changes */
+  constructor(cfg: Config, onChange: () => void, log: LeadershipLog, now: () => number) {
+    this.#cfg = cfg;
+    this.#onChange = onChange;
+    this.#log = log;
+    this.#now = now;
+    this.#api = cfg.litefsApi
+      ? { reachable: false, isPrimary: null, primaryHostname: null, detail: "not contacted yet" }
+      : null;
+    this.#poller = new PrimaryFilePoller(
+      cfg.mountDir,
+      cfg.pollIntervalMs,
+      () => this.#update("poll"),
+      now,
+    );
+    this.#stream = cfg.litefsApi
+      ? new EventStream(cfg.litefsApi, {
+        onConnected: () => {
+          this.#streamUp = true;
+          this.#log.apiState(true, "event stream connected");
+          this.#refreshInfo();
+        },
+        onEvent: (e) => this.#event(e),
+        onDisconnected: (reason) => {
+          if (this.#streamUp) this.#log.apiState(false, reason);
+          this.#streamUp = false;
+          this.#api!.detail = reason;
+          this.#refreshInfo();
+        },
+        onBadLine: (reason) => this.#log.badEventLine(reason),
+      })
+      : null;
+    this.#view = {
+      role: deriveRole(this.#api, { state: "unread" }, cfg.leadership),
+      since: now(),
+      cause: "start",
+    };
+  }
+
+  /** The current view. */
+  get view(): LeadershipView {
+    return this.#view;
+  }
+
+  /** Starts every source. */
+  start(): void {
+    this.#poller.start();
+    this.#stream?.start();
+    if (this.#cfg.litefsApi) {
+      this.#infoTimer = setInterval(() => this.#refreshInfo(), this.#cfg.infoIntervalMs);
+    }
+    if (this.#cfg.watch) this.#watch();
+  }
+
+  /** Stops every source. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    this.#poller.stop();
+    if (this.#infoTimer !== null) clearInterval(this.#infoTimer);
+    try {
+      this.#watcher?.close();
+    } catch {
+      // already closed
+    }
+    await this.#stream?.stop();
+  }
+
+  #event(e: LeaderEvent): void {
+    this.#eventSeq++;
+    const api = this.#api!;
+    api.reachable = true;
+    api.isPrimary = e.isPrimary;
+    api.primaryHostname = e.hostname;
+    this.#update("event");
+    // `.primary` may lag the event by one poll; read it now rather than wait.
+    this.#poller.poll().then(() => this.#update("event"));
+  }
+
+  async #refreshInfo(): Promise<void> {
+    const api = this.#api;
+    if (!api || !this.#cfg.litefsApi) return;
+    const seq = this.#eventSeq;
+    try {
+      const info = await fetchInfo(this.#cfg.litefsApi, this.#abort.signal);
+      this.#infoOk = true;
+      api.reachable = true;
+      // An event newer than this request's start is fresher than its answer.
+      if (seq === this.#eventSeq) {
+        api.isPrimary = info.isPrimary;
+        api.primaryHostname = info.primaryHostname;
+      }
+      await this.#poller.poll();
+      this.#update("info");
+    } catch (e) {
+      if (this.#abort.signal.aborted) return;
+      this.#infoOk = false;
+      api.detail = e instanceof Error ? e.message.split("\n")[0] : String(e);
+      api.reachable = this.#streamUp;
+      this.#update("api-lost");
+    }
+  }
+
+  async #watch(): Promise<void> {
+    try {
+      this.#watcher = Deno.watchFs(this.#cfg.mountDir, { recursive: false });
+      for await (const _ of this.#watcher) this.#poller.poll();
+    } catch {
+      // Watching is only a hint (and silent on FUSE anyway); polling carries on.
+    }
+  }
+
+  #update(cause: RoleCause): void {
+    const file: FileView = this.#poller.view;
+    const role = deriveRole(this.#api, file, this.#cfg.leadership);
+    const old = this.#view.role;
+    if (role.kind === old.kind && role.primary === old.primary && role.reason === old.reason) {
+      return;
+    }
+    this.#view = {
+      role,
+      since: role.kind === old.kind ? this.#view.since : this.#now(),
+      cause,
+    };
+    this.#onChange();
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Polls `<mount>/.primary`. LiteFS sends no inotify event when the file
+ * appears or vanishes, but never caches its attributes either, so a `stat` on
+ * every tick sees the truth.
+ * @module
+ */
+
+import type { FileView } from "./role.ts";
+
+/** A stat still unanswered after this long means the FUSE mount hangs. */
+export const STAT_HUNG_MS = 2000;
+
+/** Reads `.primary` once: present (with the primary's hostname), absent, or an error. */
+export async function readPrimaryFile(mountDir: string): Promise<FileView> {
+  const path = `${mountDir}/.primary`;
+  try {
+    await Deno.stat(path);
+    const hostname = (await Deno.readTextFile(path)).trim();
+    return { state: "present", hostname };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      // The file is absent; but an absent mount dir is an error, not "absent".
+      try {
+        const st = await Deno.stat(mountDir);
+        if (st.isDirectory) return { state: "absent" };
+        return { state: "error", detail: `${mountDir} is not a directory` };
+      } catch (e2) {
+        return { state: "error", detail: describe(e2) };
+      }
+    }
+    return { state: "error", detail: describe(e) };
+  }
+}
+
+/** Polls the file on an interval and on demand; reports every change. */
+export class PrimaryFilePoller {
+  readonly #mountDir: string;
+  readonly #intervalMs: number;
+  readonly #onChange: (v: FileView) => void;
+  readonly #now: () => number;
+  #timer: ReturnType<typeof setInterval> | null = null;
+  #inflightSince: number | null = null;
+  #again = false;
+  #last: FileView = { state: "unread" };
+  #waiters: (() => void)[] = [];
+
+  /** @param onChange called whenever the view differs from the previous one */
+  constructor(
+    mountDir: string,
+    intervalMs: number,
+    onChange: (v: FileView) => void,
+    now: () => number,
+  ) {
+    this.#mountDir = mountDir;
+    this.#intervalMs = intervalMs;
+    this.#onChange = onChange;
+    this.#now = now;
+  }
+
+  /** The newest result. */
+  get view(): FileView {
+    return this.#last;
+  }
+
+  /** Starts polling (first read at once). */
+  start(): void {
+    this.#timer = setInterval(() => this.poll(), this.#intervalMs);
+    this.poll();
+  }
+
+  /** Stops polling. */
+  stop(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  /**
+   * Reads now (or right after the read under way). Resolves once a read that
+   * began after this call has finished, so a caller sees a fresh view.
+   */
+  poll(): Promise<void> {
+    const done = new Promise<void>((r) => this.#waiters.push(r));
+    if (this.#inflightSince !== null) {
+      this.#again = true;
+      if (this.#now() - this.#inflightSince > STAT_HUNG_MS) {
+        this.#set({
+          state: "error",
+          detail: `stat of .primary unanswered for over ${STAT_HUNG_MS}ms`,
+        });
+      }
+      return done;
+    }
+    this.#run();
+    return done;
+  }
+
+  async #run(): Promise<void> {
+    do {
+      this.#again = false;
+      this.#inflightSince = this.#now();
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      const v = await readPrimaryFile(this.#mountDir);
+      this.#inflightSince = null;
+      this.#set(v);
+      for (const w of waiters) w();
+    } while (this.#again);
+  }
+
+  #set(v: FileView): void {
+    if (JSON.stringify(v) === JSON.stringify(this.#last)) return;
+    this.#last = v;
+    this.#onChange(v);
+  }
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message.split("\n")[0]}` : String(e);
+}
