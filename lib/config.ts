@@ -476,7 +476,7 @@ function loadConsul(
     );
   }
   const serviceId = raw("NDLS_SERVICE_ID") ?? `${serviceName}-${h.hostname}`;
-  if (!/^[A-Za-z0-9_.:-]+$/.test(serviceId)) {
+  if (raw("NDLS_SERVICE_ID") !== undefined && !/^[A-Za-z0-9_.:-]+$/.test(serviceId)) {
     problems.push(
       `NDLS_SERVICE_ID=${
         JSON.stringify(serviceId)
@@ -494,10 +494,10 @@ function loadConsul(
     problems.push(`NDLS_SERVICE_PORT=${JSON.stringify(portText)}: expected a port from 1 to 65535`);
   }
   const checkHost = address === "" ? "127.0.0.1" : address.includes(":") ? `[${address}]` : address;
-  const checkHttpUrl = h.url(
-    "NDLS_CHECK_HTTP",
-    raw("NDLS_CHECK_HTTP") ?? `http://${checkHost}:${port}/ping`,
-  );
+  const checkText = raw("NDLS_CHECK_HTTP");
+  const checkHttpUrl = checkText !== undefined
+    ? h.url("NDLS_CHECK_HTTP", checkText)
+    : `http://${checkHost}:${port}/ping`;
   const replicaServiceName = raw("NDLS_REPLICA_SERVICE_NAME") ?? null;
   if (replicaServiceName !== null) {
     if (replicaServiceName === serviceName) {

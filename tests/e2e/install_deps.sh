@@ -81,14 +81,14 @@ mkdir -p "$BIN"
 # --------------------------------------------------------------------- LiteFS
 # The tag's go.mod has no active replace directive, so `go install` works.
 # -X main.Version makes `litefs version` print the version instead of
-# "LiteFS development build".
+# "LiteFS development build" (the proxy's .info has no commit hash for it).
 if [ -x "$LITEFS" ]; then
   log "litefs present: $LITEFS"
 else
   log "building LiteFS $LITEFS_VERSION into $BIN (go install)"
   start=$SECONDS
   GOBIN="$BIN" go install \
-    -ldflags "-X main.Version=$LITEFS_VERSION" \
+    -ldflags "-X main.Version=$LITEFS_VERSION -X main.Commit=unknown" \
     "github.com/superfly/litefs/cmd/litefs@$LITEFS_VERSION" >&2
   [ -x "$LITEFS" ] || die "go install finished but $LITEFS is missing"
   log "built $LITEFS in $((SECONDS - start))s"

@@ -653,7 +653,7 @@ async function cli(): Promise<void> {
       if (command === "primary") sim.setPrimary();
       else if (command === "replica" && arg) sim.setReplica(arg);
       else if (command === "none") sim.setReplica(null);
-      else if (command) console.error(`unknown command (primary | replica <host> | none)`);
+      else if (command) console.error("unknown command (primary | replica <host> | none)");
     }
   }
   // stdin closed (e.g. /dev/null under a demo script): keep serving until a signal.

@@ -14,7 +14,9 @@
  * - `APP_GRANDCHILD=1`: spawn a grandchild that ignores SIGTERM, like Navidrome's
  *   scanner, in this process's group; its pid goes to `APP_GRANDCHILD_PIDFILE`.
  * - `APP_STATE_FILE`: append one JSON line per lifecycle event
- *   (`start`, `term`, `int`, `hup`, `usr1`, `exit`), each `{"event","pid","at",…}`.
+ *   (`start`, `term`, `int`, `hup`, `usr1`, `exit`), each `{"event","pid","at",…}`;
+ *   `start` (with `mode`) comes once signals are handled and `/ping` is bound,
+ *   `exit` carries `code`.
  *
  * Exit codes: 0 after a handled SIGTERM/SIGINT, 3 for `crash-at-start`, 4 for
  * `exit-after`, 2 for a bad configuration.
@@ -30,7 +32,7 @@
  * - `exit-after`: exits 4 after `APP_EXIT_AFTER_MS`.
  * - `slow-stop`: on SIGTERM or SIGINT closes the server at once, exits 0 after `APP_STOP_MS`.
  */
-export type AppMode = "normal" | "ignore-term" | "crash-at-start" | "exit-after" | "slow-stop";
+type AppMode = "normal" | "ignore-term" | "crash-at-start" | "exit-after" | "slow-stop";
 
 const MODES: readonly AppMode[] = [
   "normal",
@@ -101,8 +103,10 @@ function main(): void {
   const exitAfterMs = envMs("APP_EXIT_AFTER_MS", 100);
   const stopMs = envMs("APP_STOP_MS", 1000);
 
-  record("start", { mode });
-  if (mode === "crash-at-start") exit(EXIT_CRASH_AT_START);
+  if (mode === "crash-at-start") {
+    record("start", { mode });
+    exit(EXIT_CRASH_AT_START);
+  }
 
   if (Deno.env.get("APP_GRANDCHILD") === "1") {
     const pidFile = Deno.env.get("APP_GRANDCHILD_PIDFILE");
@@ -138,6 +142,8 @@ function main(): void {
   Deno.addSignalListener("SIGHUP", () => record("hup"));
   Deno.addSignalListener("SIGUSR1", () => record("usr1"));
 
+  // Written last, so a test that saw "start" may signal at once: every handler is in place.
+  record("start", { mode });
   if (mode === "exit-after") setTimeout(() => exit(EXIT_AFTER), exitAfterMs);
 }
 

@@ -9,7 +9,7 @@
  */
 
 /** A probe result that means "not yet". */
-type NotYet = undefined | null | false;
+export type NotYet = undefined | null | false;
 
 /** Options for {@linkcode waitFor}. */
 export interface WaitForOptions {

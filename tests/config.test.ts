@@ -1,0 +1,220 @@
+import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
+import { ConfigError, type ConfigSources, loadConfig, SETTINGS } from "../lib/config.ts";
+
+function sources(env: Record<string, string>, files: Record<string, string> = {}): ConfigSources {
+  return {
+    env: (n) => env[n],
+    readTextFile: (p) => {
+      if (p in files) return files[p];
+      throw new Deno.errors.NotFound(p);
+    },
+    systemHostname: () => "sys-host",
+  };
+}
+
+function problems(env: Record<string, string>, files: Record<string, string> = {}): string[] {
+  try {
+    loadConfig(sources(env, files));
+  } catch (e) {
+    if (e instanceof ConfigError) return [...e.problems];
+    throw e;
+  }
+  return [];
+}
+
+Deno.test("defaults work with no litefs.yml at the default path", () => {
+  const c = loadConfig(sources({ HOSTNAME: "node-a" }));
+  assertEquals(c.mountDir, "/data");
+  assertEquals(c.litefsApi, "http://127.0.0.1:20202");
+  assertEquals(c.pollIntervalMs, 200);
+  assertEquals(c.stopTimeoutMs, 10_000);
+  assertEquals(c.consul.url, "http://127.0.0.1:8500");
+  assertEquals(c.consul.serviceId, "navidrome-node-a");
+  assertEquals(c.consul.checkHttpUrl, "http://127.0.0.1:4533/ping");
+  assertEquals(c.statusAddr, null);
+  assert(Object.isFrozen(c) && Object.isFrozen(c.consul));
+});
+
+Deno.test("the poll interval default is at most 250ms", () => {
+  assert(loadConfig(sources({})).pollIntervalMs <= 250);
+});
+
+Deno.test("litefs.yml supplies the mount dir and API address, with LiteFS env expansion", () => {
+  const yml = 'fuse:\n  dir: "${MNT}"\nhttp:\n  addr: ":${API_PORT}"\nlease:\n  type: consul\n';
+  const c = loadConfig(
+    sources({ NDLS_LITEFS_CONFIG: "/x/litefs.yml", MNT: "/litefs", API_PORT: "30303" }, {
+      "/x/litefs.yml": yml,
+    }),
+  );
+  assertEquals(c.mountDir, "/litefs");
+  assertEquals(c.litefsApi, "http://127.0.0.1:30303");
+});
+
+Deno.test("an explicitly named litefs.yml that is missing is an error", () => {
+  assertEquals(problems({ NDLS_LITEFS_CONFIG: "/nope.yml" }), [
+    'NDLS_LITEFS_CONFIG="/nope.yml": file not found',
+  ]);
+});
+
+Deno.test("invalid YAML in litefs.yml names the file", () => {
+  const p = problems({ NDLS_LITEFS_CONFIG: "/l.yml" }, { "/l.yml": "fuse: [unclosed" });
+  assertEquals(p.length, 1);
+  assertIncludes(p[0], 'NDLS_LITEFS_CONFIG="/l.yml": ');
+});
+
+Deno.test("Nomad's port variables are the default service address and port", () => {
+  const c = loadConfig(
+    sources({ NOMAD_HOST_IP_navidrome: "10.0.0.5", NOMAD_HOST_PORT_navidrome: "24533" }),
+  );
+  assertEquals([c.consul.address, c.consul.port], ["10.0.0.5", 24533]);
+  assertEquals(c.consul.checkHttpUrl, "http://10.0.0.5:24533/ping");
+});
+
+Deno.test("CONSUL_HTTP_ADDR is read with or without a scheme, and CONSUL_HTTP_SSL picks https", () => {
+  assertEquals(
+    loadConfig(sources({ CONSUL_HTTP_ADDR: "10.1.1.1:8501" })).consul.url,
+    "http://10.1.1.1:8501",
+  );
+  assertEquals(
+    loadConfig(sources({ CONSUL_HTTP_ADDR: "consul:8501", CONSUL_HTTP_SSL: "true" })).consul.url,
+    "https://consul:8501",
+  );
+  assertEquals(
+    loadConfig(sources({ CONSUL_HTTP_ADDR: "https://c.example:8501/" })).consul.url,
+    "https://c.example:8501",
+  );
+});
+
+Deno.test("the token file wins over CONSUL_HTTP_TOKEN and the token never prints", () => {
+  const c = loadConfig(
+    sources({ CONSUL_HTTP_TOKEN: "env-secret", CONSUL_HTTP_TOKEN_FILE: "/t" }, {
+      "/t": "file-secret\n",
+    }),
+  );
+  assertEquals(c.consul.token?.reveal(), "file-secret");
+  const printed = JSON.stringify(c) + Deno.inspect(c, { depth: 10 }) + String(c.consul.token);
+  assert(!printed.includes("file-secret") && !printed.includes("env-secret"));
+});
+
+const bad: [string, Record<string, string>, string][] = [
+  [
+    "NDLS_POLL_INTERVAL",
+    { NDLS_POLL_INTERVAL: "fast" },
+    'NDLS_POLL_INTERVAL="fast": expected a duration such as 250ms, 10s or 1m',
+  ],
+  [
+    "NDLS_STOP_TIMEOUT",
+    { NDLS_STOP_TIMEOUT: "10" },
+    'NDLS_STOP_TIMEOUT="10": expected a duration such as 250ms, 10s or 1m',
+  ],
+  ["NDLS_WATCH", { NDLS_WATCH: "maybe" }, 'NDLS_WATCH="maybe": expected true or false'],
+  [
+    "NDLS_MAX_FAILURES",
+    { NDLS_MAX_FAILURES: "0" },
+    'NDLS_MAX_FAILURES="0": expected a whole number from 1 to 1000',
+  ],
+  [
+    "NDLS_LEADERSHIP",
+    { NDLS_LEADERSHIP: "vote" },
+    'NDLS_LEADERSHIP="vote": expected one of api, file',
+  ],
+  [
+    "NDLS_LOG_FORMAT",
+    { NDLS_LOG_FORMAT: "xml" },
+    'NDLS_LOG_FORMAT="xml": expected one of text, json',
+  ],
+  [
+    "NDLS_HEALTH_URL",
+    { NDLS_HEALTH_URL: "ftp://x/ping" },
+    'NDLS_HEALTH_URL="ftp://x/ping": expected an http:// or https:// URL',
+  ],
+  [
+    "NDLS_LITEFS_API",
+    { NDLS_LITEFS_API: "nonsense" },
+    'NDLS_LITEFS_API="nonsense": expected an http:// or https:// URL',
+  ],
+  [
+    "NDLS_MOUNT_DIR",
+    { NDLS_MOUNT_DIR: "data" },
+    'NDLS_MOUNT_DIR="data": expected an absolute path',
+  ],
+  [
+    "NDLS_SERVICE_NAME",
+    { NDLS_SERVICE_NAME: "navi drome" },
+    "NDLS_SERVICE_NAME=\"navi drome\": expected letters, digits and '-' (DNS-safe)",
+  ],
+  [
+    "NDLS_SERVICE_PORT",
+    { NDLS_SERVICE_PORT: "70000" },
+    'NDLS_SERVICE_PORT="70000": expected a port from 1 to 65535',
+  ],
+  [
+    "NDLS_DEREGISTER_AFTER",
+    { NDLS_DEREGISTER_AFTER: "30s" },
+    'NDLS_DEREGISTER_AFTER="30s": must be at least 60s',
+  ],
+  [
+    "NDLS_REPLICA_SERVICE_NAME",
+    { NDLS_REPLICA_SERVICE_NAME: "navidrome" },
+    'NDLS_REPLICA_SERVICE_NAME="navidrome": must differ from NDLS_SERVICE_NAME',
+  ],
+  [
+    "NDLS_STATUS_ADDR",
+    { NDLS_STATUS_ADDR: "localhost" },
+    'NDLS_STATUS_ADDR="localhost": expected host:port or a port (binds 127.0.0.1)',
+  ],
+  [
+    "CONSUL_HTTP_ADDR",
+    { CONSUL_HTTP_ADDR: "unix:///var/run/consul.sock" },
+    'CONSUL_HTTP_ADDR="unix:///var/run/consul.sock": unix sockets are not supported; use host:port or http(s)://host:port',
+  ],
+  [
+    "CONSUL_HTTP_TOKEN_FILE",
+    { CONSUL_HTTP_TOKEN_FILE: "/missing" },
+    'CONSUL_HTTP_TOKEN_FILE="/missing": file not found',
+  ],
+  [
+    "CONSUL_CACERT",
+    { CONSUL_CACERT: "/missing.pem" },
+    'CONSUL_CACERT="/missing.pem": file not found',
+  ],
+  [
+    "NDLS_RESTART_DELAY_MAX",
+    { NDLS_RESTART_DELAY: "10s", NDLS_RESTART_DELAY_MAX: "5s" },
+    "NDLS_RESTART_DELAY_MAX: must not be shorter than NDLS_RESTART_DELAY",
+  ],
+  [
+    "NDLS_LITEFS_API=off",
+    { NDLS_LITEFS_API: "off" },
+    "NDLS_LITEFS_API=off: with the API off the role can never be known; also set NDLS_LEADERSHIP=file",
+  ],
+];
+for (const [name, env, line] of bad) {
+  Deno.test(`a bad ${name} is one line naming the variable`, () => {
+    assertEquals(problems(env), [line]);
+  });
+}
+
+Deno.test("several bad values are all reported, one line each", () => {
+  assertEquals(problems({ NDLS_WATCH: "x", NDLS_POLL_INTERVAL: "y" }).length, 2);
+});
+
+Deno.test("the status listener binds loopback for a bare port", () => {
+  assertEquals(loadConfig(sources({ NDLS_STATUS_ADDR: "9464" })).statusAddr, {
+    hostname: "127.0.0.1",
+    port: 9464,
+  });
+});
+
+Deno.test("every documented setting has a name, a default and a meaning", () => {
+  const names = new Set(SETTINGS.map((s) => s.name));
+  assertEquals(names.size, SETTINGS.length);
+  for (const s of SETTINGS) assert(s.default !== "" && s.meaning !== "", s.name);
+});
+
+Deno.test("the README documents every setting with its default", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  for (const s of SETTINGS) {
+    assertIncludes(readme, `| \`${s.name}\` | ${s.default} |`, `README row for ${s.name}`);
+  }
+});
