@@ -9,7 +9,7 @@
 import type { Config } from "./config.ts";
 import { ConsulAgent } from "./consul_agent.ts";
 import { fetchInfo } from "./litefs_api.ts";
-import { navidromeFoldersOnMount } from "./navidrome_folders.ts";
+import { artworkOnMount, navidromeFoldersOnMount } from "./navidrome_folders.ts";
 import { redact } from "./secret.ts";
 
 /** One row of the doctor's table. */
@@ -59,6 +59,14 @@ export async function doctorRows(
       check: "navidrome folders",
       result: "WARN",
       detail: `${f.setting} -> ${f.path} is inside the LiteFS mount (${f.why})`,
+    });
+  }
+  const artwork = artworkOnMount((n) => Deno.env.get(n), config.mountDir);
+  if (artwork) {
+    rows.push({
+      check: "navidrome folders",
+      result: "WARN",
+      detail: `${artwork}: uploaded images will fail (no setting moves Navidrome's artwork folder)`,
     });
   }
   return rows;

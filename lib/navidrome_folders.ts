@@ -24,9 +24,10 @@ function join(a: string, b: string): string {
 
 /**
  * Lists the folders Navidrome (v0.63) would create inside `mountDir` given
- * its `ND_*` environment: the cache (default `<data>/cache`), the plugins
- * folder (default `<data>/plugins`, created at start-up while plugins are
- * enabled, the default), the backup path and the music folder. The data folder itself may be
+ * its `ND_*` environment: the cache (default `<data>/cache`), plugin folders
+ * (under the data folder whenever plugins are enabled, the default), the
+ * backup path, the music folder and the log file. Uploaded images always go
+ * to `<data>/artwork`, which no setting moves: see {@link artworkOnMount}. The data folder itself may be
  * the mount: that is where navidrome.db belongs.
  */
 export function navidromeFoldersOnMount(
@@ -46,14 +47,36 @@ export function navidromeFoldersOnMount(
     "transcoding and image cache",
   );
   const pluginsOn = (env("ND_PLUGINS_ENABLED") ?? "true").toLowerCase() !== "false";
-  if (pluginsOn) {
+  if (pluginsOn && data) {
+    // Even with ND_PLUGINS_FOLDER moved, plugins using the KV store or task
+    // queue create <DataFolder>/plugins/<name> later (navidrome plugins/host_*.go).
     check(
-      "ND_PLUGINS_FOLDER",
+      "ND_PLUGINS_ENABLED",
       env("ND_PLUGINS_FOLDER") ?? fromData("plugins"),
-      "created at start-up while plugins are enabled (set ND_PLUGINS_ENABLED=false or move it)",
+      "plugins create folders under the data folder at start-up and at run time; set ND_PLUGINS_ENABLED=false",
     );
+    if (env("ND_PLUGINS_FOLDER") !== undefined) {
+      check("ND_PLUGINS_ENABLED", fromData("plugins"), "plugin KV store and task queue folders");
+    }
   }
   check("ND_BACKUP_PATH", env("ND_BACKUP_PATH"), "database backups");
   check("ND_MUSICFOLDER", env("ND_MUSICFOLDER"), "music library (read-only data, not a database)");
+  const logFile = env("ND_LOGFILE");
+  check("ND_LOGFILE", logFile, "log file (and its parent folder)");
   return out;
+}
+
+/**
+ * Navidrome stores uploaded artist, playlist and radio images under
+ * `<DataFolder>/artwork`, and no setting moves it: with the data folder on
+ * the mount, image uploads fail (EPERM). Returns that path, or null.
+ */
+export function artworkOnMount(
+  env: (name: string) => string | undefined,
+  mountDir: string,
+): string | null {
+  const data = env("ND_DATAFOLDER");
+  if (!data || !data.startsWith("/")) return null;
+  const path = join(data, "artwork");
+  return inside(path, mountDir) ? path : null;
 }

@@ -6,9 +6,10 @@
  * ```
  *
  * Configuration (environment):
- * - `APP_PORT` (required): serve `GET /ping` -> 200 `.` on 127.0.0.1, like Navidrome.
+ * - `APP_PORT` (required unless crashing at start): serve `GET /ping` -> 200 `.` on
+ *   127.0.0.1, like Navidrome.
  * - `APP_MODE`: `normal` (default) | `ignore-term` | `crash-at-start` | `exit-after` |
- *   `slow-stop`; see {@linkcode AppMode}.
+ *   `slow-stop`; see `AppMode` below.
  * - `APP_EXIT_AFTER_MS`: delay for `exit-after` (default 100).
  * - `APP_STOP_MS`: shutdown duration for `slow-stop` (default 1000).
  * - `APP_GRANDCHILD=1`: spawn a grandchild that ignores SIGTERM, like Navidrome's
@@ -98,8 +99,6 @@ function spawnGrandchild(pidFile: string): void {
 function main(): void {
   const mode = (Deno.env.get("APP_MODE") ?? "normal") as AppMode;
   if (!MODES.includes(mode)) fail(`unknown APP_MODE ${mode}`);
-  const port = Number(Deno.env.get("APP_PORT"));
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) fail("APP_PORT must be a TCP port");
   const exitAfterMs = envMs("APP_EXIT_AFTER_MS", 100);
   const stopMs = envMs("APP_STOP_MS", 1000);
 
@@ -107,6 +106,8 @@ function main(): void {
     record("start", { mode });
     exit(EXIT_CRASH_AT_START);
   }
+  const port = Number(Deno.env.get("APP_PORT"));
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) fail("APP_PORT must be a TCP port");
 
   if (Deno.env.get("APP_GRANDCHILD") === "1") {
     const pidFile = Deno.env.get("APP_GRANDCHILD_PIDFILE");
