@@ -37,8 +37,7 @@ export class Leadership {
   readonly #stream: EventStream | null;
   #api: ApiView | null;
   #streamUp = false;
-  #infoOk = false;
-  #eventSeq = 0;
+  #demotions = 0;
   #view: LeadershipView;
   #infoTimer: ReturnType<typeof setInterval> | null = null;
   #watcher: Deno.FsWatcher | null = null;
@@ -112,34 +111,39 @@ export class Leadership {
   }
 
   #event(e: LeaderEvent): void {
-    this.#eventSeq++;
     const api = this.#api!;
     api.reachable = true;
-    api.isPrimary = e.isPrimary;
+    if (e.isPrimary) {
+      // Promote on agreement: an event may be stale or out of order, so a claim
+      // of primacy is confirmed by /info (one local request) before it counts.
+      this.#refreshInfo("event");
+      return;
+    }
+    // Demote on any signal: acting on a stale "not primary" is always safe.
+    this.#demotions++;
+    api.isPrimary = false;
     api.primaryHostname = e.hostname;
     this.#update("event");
     // `.primary` may lag the event by one poll; read it now rather than wait.
     this.#poller.poll().then(() => this.#update("event"));
   }
 
-  async #refreshInfo(): Promise<void> {
+  async #refreshInfo(cause: RoleCause = "info"): Promise<void> {
     const api = this.#api;
     if (!api || !this.#cfg.litefsApi) return;
-    const seq = this.#eventSeq;
+    const demotions = this.#demotions;
     try {
       const info = await fetchInfo(this.#cfg.litefsApi, this.#abort.signal);
-      this.#infoOk = true;
       api.reachable = true;
-      // An event newer than this request's start is fresher than its answer.
-      if (seq === this.#eventSeq) {
+      // A "not primary" event newer than this request beats its "primary" answer.
+      if (!info.isPrimary || demotions === this.#demotions) {
         api.isPrimary = info.isPrimary;
         api.primaryHostname = info.primaryHostname;
       }
       await this.#poller.poll();
-      this.#update("info");
+      this.#update(cause);
     } catch (e) {
       if (this.#abort.signal.aborted) return;
-      this.#infoOk = false;
       api.detail = e instanceof Error ? e.message.split("\n")[0] : String(e);
       api.reachable = this.#streamUp;
       this.#update("api-lost");

@@ -96,6 +96,7 @@ export class Supervisor {
   #wake: (() => void) | null = null;
   #pendingWake = false;
   #lastRoleKind: RoleKind | null = null;
+  #lastReason: string | null = null;
   #reactionFrom: number | null = null;
   #transitionAt: number | null = null;
   #ready = false;
@@ -258,6 +259,11 @@ export class Supervisor {
 
   #noteRole(obs: Observation): void {
     const kind = obs.role.kind;
+    if (obs.role.reason !== this.#lastReason) {
+      this.#lastReason = obs.role.reason;
+      // Logged from the loop, so the line proves a decision was taken on it.
+      this.#log.debug("role {kind}: {reason}", { kind, reason: obs.role.reason });
+    }
     if (kind === this.#lastRoleKind) return;
     const from = this.#lastRoleKind ?? "start";
     this.#lastRoleKind = kind;

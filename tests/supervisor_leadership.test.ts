@@ -1,58 +1,160 @@
-import { assert, assertEquals } from "./support/assert.ts";
-import { TestNode } from "./support/harness.ts";
+import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
+import { InvariantMonitor, withNode } from "./support/harness.ts";
 import { waitFor } from "./support/wait.ts";
-
-/** Runs `body` with a fresh node and always cleans up. */
-async function withNode(
-  opts: Parameters<typeof TestNode.start>[0],
-  body: (n: TestNode) => Promise<void>,
-): Promise<void> {
-  const node = await TestNode.start(opts);
-  try {
-    await body(node);
-  } finally {
-    await node.cleanup();
-  }
-}
 
 Deno.test("starts the app on a primary and stops it on demotion", async () => {
   await withNode({ primary: true }, async (n) => {
+    const mon = new InvariantMonitor([n]);
     await n.waitAppRunning();
-    n.sim!.setReplica("node-b");
+    n.demote("node-b");
     await n.waitAppGone();
     await n.waitOutput("role primary -> replica (cause: event");
-    n.sim!.setPrimary();
+    n.promote();
     await n.waitAppRunning();
     assertEquals(n.appStarts(), 2);
+    assertEquals(mon.stop(), []);
   });
 });
 
-Deno.test("detects leadership by polling with watching off and events silent", async () => {
-  await withNode(
-    { primary: false, env: { NDLS_WATCH: "false", NDLS_INFO_INTERVAL: "1h" } },
-    async (n) => {
-      await n.waitOutput("role start -> replica");
-      // No event: only the .primary poll (with the API still saying replica) can see it...
-      n.sim!.silentEvents(true);
-      n.sim!.setPrimary();
-      // ...and a vanished .primary alone must not be taken as primacy while the API is reachable
-      // and has said replica; the supervisor only learns the truth on the next /info.
-      await n.waitOutput(/role replica -> unknown|role replica -> primary/, 5_000).catch(() => {});
-      assertEquals(n.liveApps().length, 0);
-    },
-  );
+Deno.test("detects promotion and demotion by polling alone: watching off, events silent", async () => {
+  await withNode({ primary: false, env: { NDLS_WATCH: "false" } }, async (n) => {
+    n.demote("node-b");
+    await n.waitOutput("-> replica");
+    n.sim!.silentEvents(true);
+    n.promote();
+    // Only /info (every 5 s by default... here the poll plus /info after it) can reveal it.
+    await n.waitAppRunning(10_000);
+    n.demote("node-b");
+    // `.primary` appears: the poll alone must demote, long before the next /info.
+    await n.waitOutput("role primary -> replica (cause: poll", 2_000);
+    await n.waitAppGone(3_000);
+  });
 });
 
 Deno.test("a vanished .primary alone does not start the app while the API says replica", async () => {
-  await withNode({ primary: false, env: { NDLS_INFO_INTERVAL: "1h" } }, async (n) => {
-    n.sim!.setReplica("node-b");
-    await n.waitOutput("role start -> replica");
+  const env = { NDLS_INFO_INTERVAL: "1h", NDLS_LOG_LEVEL: "debug" };
+  await withNode({ primary: false, env }, async (n) => {
+    n.demote("node-b");
+    await n.waitOutput("role replica: .primary names node-b");
     await Deno.remove(`${n.mountDir}/.primary`);
-    // The next poll sees the file gone; the role must stay replica (API says so).
-    await n.waitOutput("LiteFS API: primary is node-b");
-    const before = n.output.length;
-    await waitFor(() => n.sim!.requests.length > 0, { timeoutMs: 2_000, what: "requests" });
+    // The loop logs the new reason once it has decided on the file's absence.
+    await n.waitOutput("role replica: LiteFS API: primary is node-b");
     assertEquals(n.liveApps().length, 0);
-    assert(!n.output.slice(before).includes("started Navidrome"));
+    assert(!n.output.includes("started Navidrome"));
+  });
+});
+
+Deno.test("the API unreachable with .primary absent is unknown: the app is never started", async () => {
+  await withNode({ primary: false }, async (n) => {
+    n.sim!.setApiDown(true);
+    await Deno.remove(`${n.mountDir}/.primary`).catch(() => {});
+    await n.waitOutput(/role \w+ -> unknown/);
+    await n.waitOutput("LiteFS API unreachable");
+    assertEquals(n.liveApps().length, 0);
+    assert(!n.output.includes("started Navidrome"));
+  });
+});
+
+Deno.test("a running app survives an unknown spell within the grace", async () => {
+  await withNode({ primary: true, env: { NDLS_UNKNOWN_GRACE: "30s" } }, async (n) => {
+    const pid = await n.waitAppRunning();
+    n.sim!.setApiDown(true);
+    await n.waitOutput("role primary -> unknown");
+    n.sim!.setApiDown(false);
+    await n.waitOutput("role unknown -> primary");
+    assertEquals(n.liveApps(), [pid]);
+  });
+});
+
+Deno.test("a running app is stopped when the unknown spell outlasts the grace", async () => {
+  await withNode({ primary: true, env: { NDLS_UNKNOWN_GRACE: "500ms" } }, async (n) => {
+    await n.waitAppRunning();
+    n.sim!.setApiDown(true);
+    await n.waitOutput("role primary -> unknown");
+    await n.waitOutput("stopping Navidrome");
+    assertIncludes(n.output, "role unknown beyond grace");
+    await n.waitAppGone();
+  });
+});
+
+Deno.test("an event stream dropped mid-line reconnects and keeps the role right", async () => {
+  await withNode({ primary: true }, async (n) => {
+    await n.waitAppRunning();
+    n.sim!.dropStreams({ midLine: true });
+    await n.waitOutput("LiteFS API lost");
+    await n.waitOutput(/event stream connected[\s\S]*event stream connected/);
+    n.demote("node-b");
+    await n.waitAppGone();
+  });
+});
+
+Deno.test("garbage on the event stream is logged and ignored", async () => {
+  await withNode({ primary: false }, async (n) => {
+    n.demote("node-b");
+    await n.waitOutput("-> replica");
+    n.sim!.emitRaw("this is not json\n");
+    n.sim!.emitRaw('{"type":"primaryChange","data":{}}\n');
+    await n.waitOutput("ignored LiteFS event: not JSON");
+    await n.waitOutput("ignored LiteFS event: primaryChange without isPrimary");
+    n.sim!.emitTx();
+    n.promote();
+    await n.waitAppRunning();
+  });
+});
+
+Deno.test("duplicate events start the app once", async () => {
+  await withNode({ primary: false }, async (n) => {
+    n.promote();
+    n.promote();
+    n.sim!.emitRaw('{"type":"primaryChange","data":{"isPrimary":true}}\n');
+    await n.waitAppRunning();
+    await n.waitOutput("primary settled");
+    assertEquals(n.appStarts(), 1);
+  });
+});
+
+Deno.test("an out-of-order primary event while .primary is present does not start the app", async () => {
+  const env = { NDLS_INFO_INTERVAL: "1h", NDLS_LOG_LEVEL: "debug" };
+  await withNode({ primary: false, env }, async (n) => {
+    n.demote("node-b");
+    await n.waitOutput("-> replica");
+    // A stale "I am primary" arrives after the node already became a replica...
+    n.sim!.emitRaw('{"type":"primaryChange","data":{"isPrimary":true}}\n');
+    // ...and a later event proves the stale one was processed (events are ordered).
+    n.demote(null);
+    await n.waitOutput("role replica: LiteFS API: not primary, no primary known");
+    assertEquals(n.liveApps().length, 0);
+    assert(!n.output.includes("started Navidrome"));
+  });
+});
+
+Deno.test("isPrimary false without a hostname stops the app at once", async () => {
+  await withNode({ primary: true }, async (n) => {
+    await n.waitAppRunning();
+    n.demote(null);
+    await n.waitOutput("LiteFS API: not primary, no primary known");
+    await n.waitAppGone(3_000);
+  });
+});
+
+Deno.test("leadership flapping 200 times leaves one app at most and ends right", async () => {
+  await withNode({ primary: false }, async (n) => {
+    const mon = new InvariantMonitor([n]);
+    for (let i = 0; i < 200; i++) {
+      if (i % 2 === 0) n.promote();
+      else n.demote("node-b");
+      // Pace the stimulus so 200 changes span about three seconds.
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    // The last change (i = 199) demotes: the app must end gone.
+    await n.waitAppGone(5_000);
+    const mark = n.mark();
+    n.promote();
+    await n.waitAppRunning();
+    await n.waitOutput("primary settled", 5_000, mark);
+    const transitions = n.output.match(/role \w+ -> \w+/g)?.length ?? 0;
+    assert(transitions >= 20, `the supervisor saw the flapping (${transitions} transitions)`);
+    assertEquals(mon.stop(), []);
+    assert(mon.samples > 100, `the monitor sampled (${mon.samples})`);
   });
 });

@@ -45,6 +45,8 @@ export class TestNode {
   readonly proc: Deno.ChildProcess;
   #output = "";
   #pumps: Promise<void>[] = [];
+  /** When the simulator last changed this node's role, and to what. */
+  roleChange: { at: number; primary: boolean } = { at: 0, primary: false };
   #status: Deno.CommandStatus | null = null;
 
   private constructor(
@@ -71,6 +73,18 @@ export class TestNode {
       );
     }
     init.proc.status.then((s) => (this.#status = s));
+  }
+
+  /** Makes this node primary in the simulator (`.primary` removed, event sent). */
+  promote(): void {
+    this.roleChange = { at: Date.now(), primary: true };
+    this.sim!.setPrimary();
+  }
+
+  /** Makes this node a replica of `primary` in the simulator. */
+  demote(primary: string | null = "node-z"): void {
+    this.roleChange = { at: Date.now(), primary: false };
+    this.sim!.setReplica(primary);
   }
 
   /** Starts the simulator and the supervisor. */
@@ -119,7 +133,14 @@ export class TestNode {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    return new TestNode({ hostname, dir, appPort, sim, proc });
+    const node = new TestNode({ hostname, dir, appPort, sim, proc });
+    node.roleChange = { at: Date.now(), primary: opts.primary ?? false };
+    return node;
+  }
+
+  /** The current output length, to wait for text printed after this point. */
+  mark(): number {
+    return this.#output.length;
   }
 
   /** Everything the supervisor (and the app) printed so far. */
@@ -170,10 +191,13 @@ export class TestNode {
     });
   }
 
-  /** Waits until the output contains `text`. */
-  async waitOutput(text: string | RegExp, timeoutMs = 10_000): Promise<void> {
+  /** Waits until the output (from offset `from`, see {@link mark}) contains `text`. */
+  async waitOutput(text: string | RegExp, timeoutMs = 10_000, from = 0): Promise<void> {
     await waitFor(
-      () => (typeof text === "string" ? this.#output.includes(text) : text.test(this.#output)),
+      () => {
+        const out = this.#output.slice(from);
+        return typeof text === "string" ? out.includes(text) : text.test(out);
+      },
       { timeoutMs, what: `${this.hostname}: output ${text} (output: ${this.tail()})` },
     );
   }
@@ -218,5 +242,58 @@ export class TestNode {
     await Promise.allSettled(this.#pumps);
     await this.sim?.stop();
     await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/** Starts a node, runs `body`, and always cleans up. */
+export async function withNode(
+  opts: TestNodeOptions,
+  body: (n: TestNode) => Promise<void>,
+): Promise<void> {
+  const node = await TestNode.start(opts);
+  try {
+    await body(node);
+  } finally {
+    await node.cleanup();
+  }
+}
+
+/**
+ * Longest an app may stay alive after its node stopped being primary: the
+ * supervisor's reaction plus the stand-in's prompt exit, with room for a
+ * loaded 2-core CI machine.
+ */
+export const REACTION_BOUND_MS = 2000;
+
+/**
+ * Samples nodes every 20 ms and records every breach of the invariants that
+ * hold at all times: at most one app per node, and no app alive on a node
+ * that stopped being primary more than {@link REACTION_BOUND_MS} ago.
+ */
+export class InvariantMonitor {
+  readonly violations: string[] = [];
+  samples = 0;
+  #timer: ReturnType<typeof setInterval>;
+
+  /** Starts sampling `nodes`. */
+  constructor(nodes: readonly TestNode[]) {
+    this.#timer = setInterval(() => {
+      this.samples++;
+      const now = Date.now();
+      for (const n of nodes) {
+        const live = n.liveApps();
+        if (live.length > 1) this.violations.push(`${n.hostname}: ${live.length} apps alive`);
+        const rc = n.roleChange;
+        if (live.length > 0 && !rc.primary && now - rc.at > REACTION_BOUND_MS) {
+          this.violations.push(`${n.hostname}: app alive ${now - rc.at}ms after demotion`);
+        }
+      }
+    }, 20);
+  }
+
+  /** Stops sampling and returns the violations. */
+  stop(): string[] {
+    clearInterval(this.#timer);
+    return this.violations;
   }
 }
