@@ -10,7 +10,7 @@ import type { Config } from "./config.ts";
 import { ConsulAgent } from "./consul_agent.ts";
 import { fetchInfo } from "./litefs_api.ts";
 import { artworkOnMount, navidromeFoldersOnMount } from "./navidrome_folders.ts";
-import { redact } from "./secret.ts";
+import { redact, Secret } from "./secret.ts";
 
 /** One row of the doctor's table. */
 export interface DoctorRow {
@@ -21,6 +21,8 @@ export interface DoctorRow {
 
 /** The doctor's throwaway check never passes, so no consumer ever routes to it. */
 const PROBE_CHECK_TTL = "1m";
+/** Consul's minimum: a throwaway left by a killed doctor is reaped after this. */
+const PROBE_DEREGISTER_AFTER = "1m";
 
 /** Runs every check, prints the table, resolves with 0 (no FAIL) or 1. */
 export async function runDoctor(
@@ -29,9 +31,19 @@ export async function runDoctor(
   print: (line: string) => void = console.log,
 ): Promise<number> {
   const rows = await doctorRows(config, configError);
-  const secrets = config ? [config.consul.token] : [];
+  // Without a config the token is still in the environment; scrub it all the same.
+  const secrets = config ? [config.consul.token] : [envToken()];
   for (const line of renderTable(rows)) print(redact(line, secrets));
   return rows.some((r) => r.result === "FAIL") ? 1 : 0;
+}
+
+function envToken(): Secret | null {
+  try {
+    const t = Deno.env.get("CONSUL_HTTP_TOKEN")?.trim();
+    return t ? new Secret(t) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Computes the rows (exported for tests). */
@@ -84,7 +96,25 @@ async function consulRows(config: Config): Promise<DoctorRow[]> {
   const rows: DoctorRow[] = [];
   try {
     const self = await agent.self();
-    if (!self.ok) {
+    if (self.ok) {
+      const node = (self.value as { Config?: { NodeName?: string } }).Config?.NodeName ?? "?";
+      rows.push({
+        check: "consul agent",
+        result: "PASS",
+        detail: `${config.consul.url} (node ${node})`,
+      });
+    } else if (self.kind === "denied" && /permission denied/i.test(self.message)) {
+      // A known token without agent:read. The supervisor never reads
+      // /v1/agent/self, so a token scoped to the service alone is fine; the
+      // registration probe below decides whether the token works. (An
+      // unknown token, "ACL not found", fails below like any other error.)
+      rows.push({
+        check: "consul agent",
+        result: "WARN",
+        detail: `${config.consul.url} reachable, but /v1/agent/self: ${self.message} ` +
+          `(not needed by the supervisor)`,
+      });
+    } else {
       rows.push({
         check: "consul agent",
         result: "FAIL",
@@ -92,13 +122,9 @@ async function consulRows(config: Config): Promise<DoctorRow[]> {
       });
       return rows;
     }
-    const node = (self.value as { Config?: { NodeName?: string } }).Config?.NodeName ?? "?";
-    rows.push({
-      check: "consul agent",
-      result: "PASS",
-      detail: `${config.consul.url} (node ${node})`,
-    });
-    rows.push(await probeRegistration(agent, config));
+    const names = [config.consul.serviceName];
+    if (config.consul.replicaServiceName) names.push(config.consul.replicaServiceName);
+    for (const name of names) rows.push(await probeRegistration(agent, config, name));
   } finally {
     agent.close();
   }
@@ -106,23 +132,36 @@ async function consulRows(config: Config): Promise<DoctorRow[]> {
 }
 
 /**
- * Registers and removes a throwaway instance of the real service name, which
- * proves `service:write` on it. A SIGINT/SIGTERM meanwhile still removes it.
+ * Registers and removes a throwaway instance of service `name`, which proves
+ * `service:write` on it. A SIGINT/SIGTERM meanwhile still removes it: the
+ * handler first lets an in-flight register settle (bounded by the Consul
+ * timeout), because a deregister overtaking it would leave the throwaway
+ * behind, then deregisters and exits 130.
  */
-async function probeRegistration(agent: ConsulAgent, config: Config): Promise<DoctorRow> {
+async function probeRegistration(
+  agent: ConsulAgent,
+  config: Config,
+  name: string,
+): Promise<DoctorRow> {
   const id = `${config.consul.serviceId}-doctor-${crypto.randomUUID().slice(0, 8)}`;
-  let cleanup: Promise<unknown> | null = null;
-  const removeNow = () => (cleanup ??= agent.deregister(id));
+  let registering: Promise<unknown> = Promise.resolve();
+  let cleanup: ReturnType<ConsulAgent["deregister"]> | null = null;
+  const removeNow = () => (cleanup ??= registering.then(() => agent.deregister(id)));
   const onSignal = async () => {
-    await removeNow();
+    const res = await removeNow();
+    console.error(
+      res.ok
+        ? `doctor interrupted: throwaway service ${id} removed`
+        : `doctor interrupted: could not remove throwaway service ${id}: ${res.message}`,
+    );
     Deno.exit(130);
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
-    const reg = await agent.register({
+    const pending = agent.register({
       ID: id,
-      Name: config.consul.serviceName,
+      Name: name,
       Tags: ["doctor"],
       Address: config.consul.address,
       Port: config.consul.port,
@@ -132,16 +171,20 @@ async function probeRegistration(agent: ConsulAgent, config: Config): Promise<Do
         Name: "doctor probe",
         TTL: PROBE_CHECK_TTL,
         Status: "critical",
+        // A doctor killed with SIGKILL cannot clean up; the agent's reaper then does.
+        DeregisterCriticalServiceAfter: PROBE_DEREGISTER_AFTER,
       }],
     });
+    registering = pending.catch(() => {});
+    const reg = await pending;
     if (!reg.ok) {
       return {
         check: "consul token",
         result: "FAIL",
-        detail: `register ${config.consul.serviceName}: ${reg.message}`,
+        detail: `register ${name}: ${reg.message}`,
       };
     }
-    const dereg = await removeNow() as Awaited<ReturnType<ConsulAgent["deregister"]>>;
+    const dereg = await removeNow();
     if (!dereg.ok) {
       return {
         check: "consul token",
@@ -152,7 +195,7 @@ async function probeRegistration(agent: ConsulAgent, config: Config): Promise<Do
     return {
       check: "consul token",
       result: "PASS",
-      detail: `may register and deregister "${config.consul.serviceName}"`,
+      detail: `may register and deregister "${name}"`,
     };
   } finally {
     await removeNow();

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { posix } from "node:path";
+
 /** A Navidrome folder that resolves inside the mount. */
 export interface FolderOnMount {
   /** The setting responsible, e.g. `ND_CACHEFOLDER` (or `ND_DATAFOLDER` for a default). */
@@ -13,9 +15,14 @@ export interface FolderOnMount {
   why: string;
 }
 
+/**
+ * True when absolute `path` lies in `mount`. Both are normalised first, so
+ * `/srv/../data/cache` or `/data//cache` are caught like `/data/cache`.
+ */
 function inside(path: string, mount: string): boolean {
-  const m = mount.replace(/\/+$/, "");
-  return path === m || path.startsWith(`${m}/`);
+  const m = posix.normalize(mount).replace(/\/+$/, "");
+  const p = posix.normalize(path).replace(/\/+$/, "");
+  return p === m || p.startsWith(`${m}/`);
 }
 
 function join(a: string, b: string): string {

@@ -214,7 +214,9 @@ Deno.test("every documented setting has a name, a default and a meaning", () => 
 
 Deno.test("the README documents every setting with its default", async () => {
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const escape = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   for (const s of SETTINGS) {
-    assertIncludes(readme, `| \`${s.name}\` | ${s.default} |`, `README row for ${s.name}`);
+    const row = new RegExp(`\\|\\s*\`${s.name}\`\\s*\\|\\s*${escape(s.default)}\\s*\\|`);
+    assert(row.test(readme), `README row for ${s.name} with default ${s.default}`);
   }
 });
