@@ -1,6 +1,5 @@
 import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
 import { InvariantMonitor, withNode } from "./support/harness.ts";
-import { waitFor } from "./support/wait.ts";
 
 Deno.test("starts the app on a primary and stops it on demotion", async () => {
   await withNode({ primary: true }, async (n) => {
