@@ -266,3 +266,20 @@ Deno.test("two nodes: exactly one passing instance, always the primary's", async
     await consul.stop();
   }
 });
+
+Deno.test("replicas register under the replica name only, and never under the primary's", async () => {
+  const env = { NDLS_REPLICA_SERVICE_NAME: "navidrome-replica" };
+  await withConsul({ primary: false, env }, async (n, consul) => {
+    n.demote("node-b");
+    await waitFor(() => consul.services().some((s) => s.ID === "navidrome-node-a-replica"), {
+      timeoutMs: 5_000,
+      what: "replica registration",
+    });
+    assertEquals(consul.services().filter((s) => s.Service === "navidrome"), []);
+    n.promote();
+    await waitFor(
+      () => registered(consul) && !consul.services().some((s) => s.ID.endsWith("-replica")),
+      { timeoutMs: 5_000, what: "primary registered, replica entry gone" },
+    );
+  });
+});
