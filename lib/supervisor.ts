@@ -27,6 +27,7 @@ import { ProcessGroup } from "./process_group.ts";
 import { waitReady } from "./readiness.ts";
 import { agentMatches, serviceDefinition, slotIds } from "./registration.ts";
 import type { RoleKind } from "./role.ts";
+import { redact } from "./secret.ts";
 import { VERSION } from "./version.ts";
 
 /**
@@ -358,6 +359,16 @@ export class Supervisor {
       else if (op === "pass") {
         res = await agent.passCheck(ids.ttlCheckId, `LiteFS says ${name} (${this.#cfg.hostname})`);
       } else res = await agent.service(ids.serviceId);
+    } catch (e) {
+      // The client sorts every expected failure itself; anything else is still
+      // only a failed request, never a reason to bring the supervisor down.
+      const text = e instanceof Error ? e.message.split("\n")[0] : String(e);
+      res = {
+        ok: false,
+        kind: "server",
+        status: null,
+        message: redact(text, [this.#cfg.consul.token]),
+      };
     } finally {
       slot.inflight = false;
     }
