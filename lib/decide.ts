@@ -49,6 +49,19 @@ export interface SlotObservation {
   lastSyncAt: number | null;
 }
 
+/** A slot nobody has asked the agent about yet, in the given state. */
+export function newSlot(state: SlotObservation["state"]): SlotObservation {
+  return {
+    state,
+    inflight: false,
+    failedAt: null,
+    failures: 0,
+    slowRetry: false,
+    lastPassAt: null,
+    lastSyncAt: null,
+  };
+}
+
 /** Everything a cycle looks at. */
 export interface Observation {
   now: number;

@@ -14,6 +14,7 @@ import {
   EXIT,
   INITIAL_MEMORY,
   type Memory,
+  newSlot,
   type Observation,
   type Policy,
   type SlotName,
@@ -121,16 +122,7 @@ export class Supervisor {
           : this.#log.warn("LiteFS API lost: {detail}", { detail }),
       badEventLine: (reason) => this.#log.warn("ignored LiteFS event: {reason}", { reason }),
     }, this.#now);
-    const fresh = (state: Slot["state"]): Slot => ({
-      state,
-      inflight: false,
-      failedAt: null,
-      failures: 0,
-      slowRetry: false,
-      lastPassAt: null,
-      lastSyncAt: null,
-      lastError: null,
-    });
+    const fresh = (state: Slot["state"]): Slot => ({ ...newSlot(state), lastError: null });
     this.#slots = {
       // Unknown: the agent may still hold a registration from a killed run.
       primary: fresh("unknown"),

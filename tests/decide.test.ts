@@ -7,6 +7,7 @@ import {
   EXIT,
   INITIAL_MEMORY,
   type Memory,
+  newSlot,
   type Observation,
   type Policy,
   restartDelay,
@@ -41,16 +42,7 @@ const running = (startedAt = 0): ChildObservation => ({
 });
 
 function slot(over: Partial<SlotObservation> = {}): SlotObservation {
-  return {
-    state: "absent",
-    inflight: false,
-    failedAt: null,
-    failures: 0,
-    slowRetry: false,
-    lastPassAt: null,
-    lastSyncAt: null,
-    ...over,
-  };
+  return { ...newSlot("absent"), ...over };
 }
 
 function obs(over: Partial<Observation> = {}): Observation {
