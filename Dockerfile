@@ -56,6 +56,7 @@ COPY --from=flyio/litefs:0.5.14 /usr/local/bin/litefs /usr/local/bin/litefs
 COPY --from=supervisor /src/dist/navidrome-litefs-supervisor /usr/local/bin/navidrome-litefs-supervisor
 COPY --from=navidrome /app/navidrome /app/navidrome
 COPY litefs.yml /etc/litefs.yml
+COPY navidrome.toml /etc/navidrome/navidrome.toml
 # Mount points: /data is LiteFS's FUSE mount (created empty here, LiteFS
 # mounts over it); the others are Nomad volumes.
 RUN mkdir -p /data /var/lib/litefs /shared_data /music

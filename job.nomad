@@ -160,10 +160,13 @@ job "navidrome" {
         NDLS_HOSTNAME     = "${node.unique.name}"
         NDLS_STOP_TIMEOUT = "10s"
 
-        # Navidrome: only the database on the LiteFS mount. The mount refuses
-        # mkdir, so the cache and backups live on shared storage and plugins
-        # (on by default, creating <data>/plugins at start-up) are off.
-        ND_DATAFOLDER      = "/data"
+        # Navidrome: only the database on the LiteFS mount, through DbPath in
+        # the image's config file (Navidrome ignores ND_DBPATH). The data
+        # folder, where uploaded images go (artwork/), cannot be the mount,
+        # which refuses mkdir: it is shared storage, like the cache and the
+        # backups, so a new primary finds them after a failover.
+        ND_CONFIGFILE      = "/etc/navidrome/navidrome.toml"
+        ND_DATAFOLDER      = "/shared_data"
         ND_MUSICFOLDER     = "/music"
         ND_CACHEFOLDER     = "/shared_data/cache"
         ND_BACKUP_PATH     = "/shared_data/backup"

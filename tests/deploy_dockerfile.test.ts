@@ -5,6 +5,7 @@
  * @module
  */
 
+import { readJob } from "./support/deployment.ts";
 import { Copy, DockerfileParser, type Instruction } from "dockerfile-ast";
 import { validate } from "dockerfile-utils";
 import { parse as parseYaml } from "yaml";
@@ -116,6 +117,13 @@ Deno.test("Dockerfile's entrypoint is `litefs mount` with litefs.yml where both 
   const config = copies(FINAL).find((c) => c.sources.includes("litefs.yml"));
   assertEquals(config?.dest, "/etc/litefs.yml");
   assertEquals(settingDefault("NDLS_LITEFS_CONFIG"), "/etc/litefs.yml");
+});
+
+Deno.test("Dockerfile installs navidrome.toml where job.nomad's ND_CONFIGFILE points", async () => {
+  const toml = copies(FINAL).find((c) => c.sources.includes("navidrome.toml"));
+  const configFile = (await readJob()).env.ND_CONFIGFILE;
+  assert(configFile, "job.nomad sets no ND_CONFIGFILE");
+  assertEquals(toml?.dest, configFile);
 });
 
 Deno.test("Dockerfile builds the supervisor only through `deno task compile`", async () => {

@@ -7,18 +7,22 @@
  */
 
 import { parse as parseHcl } from "@cdktf/hcl2json";
+import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
 import { assert, assertEquals } from "./support/assert.ts";
 import { loadConfig } from "../lib/config.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { expandLiteFsEnv, parseLiteFsYml } from "../lib/litefs_yml.ts";
-import { navidromeFoldersOnMount } from "../lib/navidrome_folders.ts";
+import { artworkOnMount, navidromeFoldersOnMount } from "../lib/navidrome_folders.ts";
 import { DEREGISTER_BUDGET_MS } from "../lib/supervisor.ts";
 
 type Block = Record<string, unknown>;
 
 const ROOT = new URL("../", import.meta.url);
 const LITEFS_YML = await Deno.readTextFile(new URL("litefs.yml", ROOT));
+const NAVIDROME_TOML = parseToml(await Deno.readTextFile(new URL("navidrome.toml", ROOT)));
+/** Where the Dockerfile installs navidrome.toml (its test pins the same path). */
+const NAVIDROME_TOML_IN_IMAGE = "/etc/navidrome/navidrome.toml";
 
 /**
  * After the supervisor exits, LiteFS still releases the Consul lease (one
@@ -138,18 +142,32 @@ Deno.test("job.nomad is a service running at least two docker instances on disti
   assert(distinct, "no distinct_hosts constraint");
 });
 
-Deno.test("job.nomad sets the data, cache and backup folders the deployment relies on", () => {
-  assertEquals(env.ND_DATAFOLDER, "/data");
+Deno.test("job.nomad sets the data, cache, backup and config-file paths the deployment relies on", () => {
+  assertEquals(env.ND_DATAFOLDER, "/shared_data");
   assertEquals(env.ND_CACHEFOLDER, "/shared_data/cache");
   assertEquals(env.ND_BACKUP_PATH, "/shared_data/backup");
+  assertEquals(env.ND_CONFIGFILE, NAVIDROME_TOML_IN_IMAGE);
 });
 
-Deno.test("job.nomad keeps every Navidrome folder off the LiteFS mount except the database", () => {
+Deno.test("job.nomad keeps every Navidrome folder off the LiteFS mount, artwork included", () => {
   const e = containerEnv();
   const dir = mountDir();
-  // The database must be on the mount, or nothing is replicated.
-  assertEquals(e.ND_DATAFOLDER, dir);
   assertEquals(navidromeFoldersOnMount((n) => e[n], dir), []);
+  // Uploaded images go to <DataFolder>/artwork, which the mount would refuse.
+  assertEquals(artworkOnMount((n) => e[n], dir), null);
+});
+
+Deno.test("navidrome.toml puts only the database on the LiteFS mount, in WAL mode", () => {
+  const dbPath = String(NAVIDROME_TOML.DbPath ?? "");
+  const [file, query = ""] = dbPath.split("?");
+  // Navidrome ignores ND_DBPATH: without this the database would sit in the
+  // data folder on shared storage, and nothing would be replicated.
+  assertEquals(file, `${mountDir()}/navidrome.db`);
+  const params = new URLSearchParams(query);
+  assertEquals(params.get("_journal_mode"), "WAL");
+  assertEquals(params.get("_foreign_keys"), "on");
+  assert(Number(params.get("_busy_timeout")) > 0, "no busy timeout in DbPath");
+  assertEquals(Object.keys(NAVIDROME_TOML), ["DbPath"], "every other setting comes from job.nomad");
 });
 
 Deno.test("job.nomad mounts LiteFS's data dir, shared storage and read-only music as volumes", () => {
