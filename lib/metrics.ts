@@ -70,7 +70,7 @@ export class Metrics {
     metric(
       "ndls_reaction_seconds",
       "histogram",
-      "From a leadership change to the supervisor's first action.",
+      "From the supervisor seeing a leadership change to its first action (start, stop, register, deregister).",
     );
     REACTION_BUCKETS_S.forEach((b, i) => {
       lines.push(`ndls_reaction_seconds_bucket{le="${b}"} ${this.#bucketCounts[i]}`);
