@@ -1,0 +1,48 @@
+/**
+ * Deno's floor: a module that does (almost) nothing but say it is up and stay
+ * alive. Run with the supervisor's exact `deno run` flags, it shows how much
+ * of the supervisor's start-up time, memory and idle CPU is Deno's own, and
+ * the variants split the rest into its parts:
+ *
+ * - `empty`: nothing at all;
+ * - `yaml`, `logtape`: one npm dependency loaded (each pulls in Deno's Node
+ *   compatibility layer);
+ * - `modules`: every supervisor module loaded (main.ts, not run);
+ * - `poll`: the `.primary` poll alone: an async stat every 200 ms of
+ *   `<dir>/.primary`, absent, then of `<dir>`, as `lib/primary_file.ts` does
+ *   on a primary.
+ *
+ * usage: floor.ts [empty|yaml|logtape|modules|poll <dir>]
+ * @module
+ */
+
+/** The variants, see the module documentation. */
+export const FLOOR_VARIANTS = ["empty", "yaml", "logtape", "modules", "poll"] as const;
+
+/** One floor variant. */
+export type FloorVariant = typeof FLOOR_VARIANTS[number];
+
+/** The poll interval of the `poll` variant: the supervisor's default NDLS_POLL_INTERVAL. */
+const POLL_MS = 200;
+
+async function main(variant: string, dir: string | undefined): Promise<void> {
+  if (variant === "yaml") await import("yaml");
+  else if (variant === "logtape") await import("@logtape/logtape");
+  else if (variant === "modules") await import("../main.ts");
+  else if (variant === "poll") {
+    if (!dir) throw new Error("the poll variant needs a directory");
+    setInterval(async () => {
+      try {
+        await Deno.stat(`${dir}/.primary`);
+      } catch {
+        await Deno.stat(dir).catch(() => {});
+      }
+    }, POLL_MS);
+  } else if (variant !== "empty") throw new Error(`unknown floor variant ${variant}`);
+  // Same shape as the supervisor's JSON log lines, so the bench reads its stamp the same way.
+  console.log(JSON.stringify({ "@timestamp": new Date().toISOString(), message: "floor up" }));
+  // One far-off timer keeps the event loop alive without ever waking it.
+  setInterval(() => {}, 2 ** 31 - 1);
+}
+
+if (import.meta.main) await main(Deno.args[0] ?? "empty", Deno.args[1]);
