@@ -69,6 +69,12 @@ export interface Observation {
   /** When the role's kind last changed. */
   roleSince: number;
   child: ChildObservation;
+  /**
+   * The running child has answered the health URL since it started. Only a
+   * ready child is registered, so the registration can start out passing
+   * instead of failing until Consul's first HTTP probe (up to one interval).
+   */
+  ready: boolean;
   /** Null when Consul registration is disabled. */
   consul: Record<SlotName, SlotObservation> | null;
   shutdown: null | { kind: "graceful" | "immediate"; at: number };
@@ -179,7 +185,7 @@ export function decide(obs: Observation, mem: Memory, p: Policy): Decision {
     primary: stopping
       ? "absent"
       : role.kind === "primary" && child.phase === "running"
-      ? "present"
+      ? obs.ready ? "present" : "hold"
       : inGrace
       ? "hold"
       : "absent",
@@ -224,7 +230,12 @@ export function decide(obs: Observation, mem: Memory, p: Policy): Decision {
       const r = reconcileSlot(name, s, desire[name], now, urgentSince, p);
       if (r.action) actions.push(r.action);
       if (r.wakeAt !== null) wakes.push(r.wakeAt);
-      if (s.inflight || r.action || (desire[name] !== "hold" && !matches(s, desire[name]))) {
+      const awaitingReady = name === "primary" && wantChild && role.kind === "primary" &&
+        !obs.ready;
+      if (
+        s.inflight || r.action || awaitingReady ||
+        (desire[name] !== "hold" && !matches(s, desire[name]))
+      ) {
         consulPending = true;
       }
     }

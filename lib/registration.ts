@@ -35,6 +35,8 @@ export function serviceDefinition(cfg: Config, slot: SlotName, version: string):
     CheckID: ttlCheckId,
     Name: slot === "primary" ? "LiteFS primary" : "LiteFS replica",
     TTL: consulDuration(c.ttlMs),
+    // Registered only while LiteFS says this role, and passed at once after.
+    Status: "passing",
     Notes: `Passed by navidrome-litefs supervisor while LiteFS says this node is ${slot}.`,
     DeregisterCriticalServiceAfter: deregister,
   };
@@ -47,6 +49,10 @@ export function serviceDefinition(cfg: Config, slot: SlotName, version: string):
         Method: "GET",
         Interval: consulDuration(c.checkIntervalMs),
         Timeout: consulDuration(c.checkTimeoutMs),
+        // Registered only after Navidrome answered this URL: without an
+        // initial status the check is critical until the agent's first probe,
+        // which Consul staggers randomly within the interval.
+        Status: "passing",
         DeregisterCriticalServiceAfter: deregister,
       },
       ttlCheck,

@@ -243,6 +243,7 @@ export class Supervisor {
       role: v.role,
       roleSince: v.since,
       child: this.#group.observe(),
+      ready: this.#ready,
       consul: this.#agent
         ? { primary: { ...this.#slots.primary }, replica: { ...this.#slots.replica } }
         : null,
@@ -334,6 +335,8 @@ export class Supervisor {
           ms: formatDuration(this.#now() - started),
           url: this.#cfg.healthUrl,
         });
+        // Registration waits for readiness: let the loop register now.
+        this.#notify();
       },
     );
   }

@@ -51,6 +51,7 @@ function obs(over: Partial<Observation> = {}): Observation {
     role: PRIMARY,
     roleSince: 0,
     child: idle,
+    ready: true,
     consul: { primary: slot(), replica: slot() },
     shutdown: null,
     ...over,
@@ -81,9 +82,20 @@ Deno.test("never starts the child on a replica", () => {
   assertEquals(d.actions, []);
 });
 
-Deno.test("registers after the child is running, not before", () => {
-  assertEquals(types(run(obs({ child: idle }))), ["start"]);
+Deno.test("registers after the child is running and ready, not before", () => {
+  assertEquals(types(run(obs({ child: idle, ready: false }))), ["start"]);
+  const starting = run(obs({ child: running(), ready: false }));
+  assertEquals(types(starting), []);
+  assertEquals(starting.converged, false);
   assertEquals(types(run(obs({ child: running() }))), ["register:primary"]);
+});
+
+Deno.test("keeps a registration it finds while the new child is not ready yet", () => {
+  const held = slot({ state: "unknown" });
+  const d = run(
+    obs({ child: running(), ready: false, consul: { primary: held, replica: slot() } }),
+  );
+  assertEquals(types(d), []);
 });
 
 Deno.test("Consul being down does not delay the start", () => {
