@@ -7,6 +7,7 @@
  */
 
 import { compilePermissionFlags } from "../tests/support/permissions.ts";
+import { onCleanup } from "./cleanup.ts";
 import type { FloorVariant } from "./floor.ts";
 import { APP_SH, lineStamp } from "./node.ts";
 
@@ -68,7 +69,9 @@ export async function startFloor(variant: FloorVariant = "empty"): Promise<Floor
   });
   const t0 = Date.now();
   const proc = cmd.spawn();
+  let forget = () => {};
   const stop = async () => {
+    forget();
     try {
       proc.kill("SIGKILL");
     } catch {
@@ -77,6 +80,7 @@ export async function startFloor(variant: FloorVariant = "empty"): Promise<Floor
     await proc.status;
     if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
+  forget = onCleanup(stop);
   try {
     const stamp = lineStamp(await firstLine(proc));
     if (stamp === null) throw new Error("floor module printed no stamp");
@@ -87,11 +91,17 @@ export async function startFloor(variant: FloorVariant = "empty"): Promise<Floor
   }
 }
 
-/** Exec to the floor module's first line, `runs` times after one discarded warm-up run. */
-export async function denoFloorStartups(runs: number): Promise<number[]> {
+/**
+ * Exec to the first line of floor module `variant`, `runs` times after one
+ * discarded warm-up run (which reads the modules into the page cache).
+ */
+export async function denoFloorStartups(
+  runs: number,
+  variant: FloorVariant = "empty",
+): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i <= runs; i++) {
-    const f = await startFloor();
+    const f = await startFloor(variant);
     await f.stop();
     if (i > 0) out.push(f.startMs);
   }

@@ -10,20 +10,19 @@
  * - `modules`: every supervisor module loaded (main.ts, not run);
  * - `poll`: the `.primary` poll alone: an async stat every 200 ms of
  *   `<dir>/.primary`, absent, then of `<dir>`, as `lib/primary_file.ts` does
- *   on a primary.
+ *   on a primary (the interval is the bench's POLL_INTERVAL_MS).
  *
  * usage: floor.ts [empty|yaml|logtape|modules|poll <dir>]
  * @module
  */
+
+import { POLL_INTERVAL_MS } from "./settings.ts";
 
 /** The variants, see the module documentation. */
 export const FLOOR_VARIANTS = ["empty", "yaml", "logtape", "modules", "poll"] as const;
 
 /** One floor variant. */
 export type FloorVariant = typeof FLOOR_VARIANTS[number];
-
-/** The poll interval of the `poll` variant: the supervisor's default NDLS_POLL_INTERVAL. */
-const POLL_MS = 200;
 
 async function main(variant: string, dir: string | undefined): Promise<void> {
   if (variant === "yaml") await import("yaml");
@@ -37,7 +36,7 @@ async function main(variant: string, dir: string | undefined): Promise<void> {
       } catch {
         await Deno.stat(dir).catch(() => {});
       }
-    }, POLL_MS);
+    }, POLL_INTERVAL_MS);
   } else if (variant !== "empty") throw new Error(`unknown floor variant ${variant}`);
   // Same shape as the supervisor's JSON log lines, so the bench reads its stamp the same way.
   console.log(JSON.stringify({ "@timestamp": new Date().toISOString(), message: "floor up" }));

@@ -12,7 +12,9 @@ import { ConsulDouble, type RecordedCall } from "../tests/support/consul_double.
 import { LiteFsSim } from "../tests/support/litefs_sim.ts";
 import { STAND_IN_APP, supervisorCommand } from "../tests/support/permissions.ts";
 import { freePort, waitFor } from "../tests/support/wait.ts";
+import { onCleanup } from "./cleanup.ts";
 import { procExists } from "./proc.ts";
+import { HEALTH_INTERVAL_MS, POLL_INTERVAL_MS } from "./settings.ts";
 
 /** The spawn-stamp wrapper put in front of the stand-in app. */
 export const APP_SH = new URL("./app.sh", import.meta.url).pathname;
@@ -54,14 +56,6 @@ export interface BenchNodeOptions {
   env?: Record<string, string>;
 }
 
-/** Every node alive, so an interrupted bench can still clean up. */
-const live = new Set<BenchNode>();
-
-/** Cleans up every node still alive (on SIGINT or a fatal error). */
-export async function cleanupAll(): Promise<void> {
-  await Promise.allSettled([...live].map((n) => n.cleanup()));
-}
-
 /** A node's world plus (while launched) one supervisor process. */
 export class BenchNode {
   readonly subject: Subject;
@@ -82,6 +76,8 @@ export class BenchNode {
   #appPids = new Set<number>();
   #primary: boolean;
   #cleaned = false;
+  /** Unregisters this node from the bench-wide cleanup (cleanup.ts). */
+  #forget: () => void = () => {};
 
   private constructor(
     init: {
@@ -154,6 +150,8 @@ export class BenchNode {
           NDLS_HEALTH_URL: `http://127.0.0.1:${appPort}/ping`,
           NDLS_SERVICE_PORT: String(appPort),
           NDLS_LOG_FORMAT: "json",
+          NDLS_POLL_INTERVAL: `${POLL_INTERVAL_MS}ms`,
+          NDLS_HEALTH_INTERVAL: `${HEALTH_INTERVAL_MS}ms`,
           // inotify sees nothing on a real LiteFS FUSE mount; on this plain
           // directory it would, and would flatter the poll-only figures.
           NDLS_WATCH: "false",
@@ -171,7 +169,7 @@ export class BenchNode {
         env: { ...env, ...opts.env },
         primary: opts.primary,
       });
-      live.add(node);
+      node.#forget = onCleanup(() => node.cleanup());
       return node;
     } catch (e) {
       await sim?.stop();
@@ -358,7 +356,7 @@ export class BenchNode {
   async cleanup(): Promise<void> {
     if (this.#cleaned) return;
     this.#cleaned = true;
-    live.delete(this);
+    this.#forget();
     await this.kill();
     await this.sim.stop();
     await this.consul.stop();

@@ -12,6 +12,9 @@ import { type AppEvent, BenchNode, type Subject } from "./node.ts";
 /** The four first actions a change causes. */
 export type ActionName = "deregister" | "sigterm" | "spawn" | "register";
 
+/** The actions in report order: a demotion's two, then a promotion's two. */
+export const ACTIONS: readonly ActionName[] = ["deregister", "sigterm", "spawn", "register"];
+
 /** All reaction samples of one subject, in milliseconds. */
 export interface ReactionResult {
   subject: Subject;
@@ -20,6 +23,16 @@ export interface ReactionResult {
   samples: Record<ActionName, number[]>;
   /** Changes whose actions did not all arrive within the deadline. */
   lost: number;
+  /**
+   * Promotions only: change to the app being up (its `start` record: signal
+   * handlers set, `/ping` bound), and from there to the register request.
+   * Ours registers only an app that answers its health URL, so its register
+   * figure includes the app's own start; negative for a supervisor that
+   * registers before the app is up.
+   */
+  appUp: number[];
+  /** See {@link ReactionResult.appUp}. */
+  registerAfterAppUp: number[];
   /** Wall time of the whole series, in milliseconds. */
   wallMs: number;
 }
@@ -59,6 +72,8 @@ export async function measureReaction(opts: ReactionOptions): Promise<ReactionRe
     spawn: [],
     register: [],
   };
+  const appUp: number[] = [];
+  const registerAfterAppUp: number[] = [];
   let lost = 0;
   const started = Date.now();
   try {
@@ -72,9 +87,11 @@ export async function measureReaction(opts: ReactionOptions): Promise<ReactionRe
       const t0 = node.setRole(toPrimary);
       try {
         if (toPrimary) {
-          const { spawn, register } = await settledPrimary(node, ev, call, timeoutMs);
+          const { spawn, register, up } = await settledPrimary(node, ev, call, timeoutMs);
           samples.spawn.push(spawn.at - t0);
           samples.register.push(register - t0);
+          appUp.push(up.at - t0);
+          registerAfterAppUp.push(register - up.at);
         } else {
           const { deregister, term } = await settledReplica(node, ev, call, timeoutMs);
           samples.deregister.push(deregister - t0);
@@ -96,6 +113,8 @@ export async function measureReaction(opts: ReactionOptions): Promise<ReactionRe
     changes: opts.changes,
     samples,
     lost,
+    appUp,
+    registerAfterAppUp,
     wallMs: Date.now() - started,
   };
 }
@@ -110,7 +129,7 @@ async function settledPrimary(
   evFrom: number,
   callFrom: number,
   timeoutMs: number,
-): Promise<{ spawn: AppEvent; register: number }> {
+): Promise<{ spawn: AppEvent; register: number; up: AppEvent }> {
   const spawn = await node.until(
     () => node.appEvents().slice(evFrom).find((e) => e.event === "spawn"),
     "app spawned",
@@ -121,12 +140,12 @@ async function settledPrimary(
     "register request",
     timeoutMs,
   );
-  await node.until(
+  const up = await node.until(
     () => node.appEvents().slice(evFrom).find((e) => e.event === "start" && e.pid === spawn.pid),
     "app up",
     timeoutMs,
   );
-  return { spawn, register: register.at };
+  return { spawn, register: register.at, up };
 }
 
 /**
