@@ -231,7 +231,7 @@ export class BenchNode {
     return t0;
   }
 
-  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+  async #pump(stream: ReadableStream<Uint8Array<ArrayBuffer>>): Promise<void> {
     let pending = "";
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       const arrivedAt = Date.now();
