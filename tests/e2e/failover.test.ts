@@ -28,6 +28,9 @@ import {
 
 await preflight();
 
+/** Navidrome's log line when its initial library scan is over. */
+const NAVIDROME_SCAN_DONE = `msg="Scan completed"`;
+
 /** LiteFS's own files next to the database on a mount. */
 const LITEFS_FILES = new Set([".primary", ".lag"]);
 
@@ -86,6 +89,13 @@ Deno.test("graceful failover: SIGTERM to the primary's LiteFS moves Navidrome an
   await withCluster(3, async (o) => {
     const before = await untilServing(o, { timeoutMs: COLD_START_TIMEOUT_MS });
     const old = holderNode(o, before);
+    // Steady state: Navidrome's initial scan starts after an uninterruptible
+    // 2 s sleep, and a SIGTERM before it ends waits for it.
+    await waitFor(() => old.lines.some((l) => l.includes(NAVIDROME_SCAN_DONE)), {
+      timeoutMs: COLD_START_TIMEOUT_MS,
+      intervalMs: 50,
+      what: `Navidrome's initial scan on ${old.name}`,
+    });
     const t0 = Date.now();
     old.signal("SIGTERM");
     const wait = (what: string, pred: (s: Sample) => boolean) =>
