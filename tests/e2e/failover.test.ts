@@ -12,6 +12,7 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { waitFor } from "../support/wait.ts";
 import { preflight } from "./cluster.ts";
+import { NavidromeApi, TINY_PNG } from "./navidrome_api.ts";
 import type { Sample } from "./observe.ts";
 import { EXIT } from "../../lib/decide.ts";
 import {
@@ -318,5 +319,55 @@ Deno.test("rolling restart of every node: never two Navidromes, service gaps mea
       `    longest gap in service ${gaps.longest} ms, total ${gaps.total} ms ` +
         `over ${Date.now() - t0} ms`,
     );
+  });
+});
+
+Deno.test("what the primary wrote survives a failover: user, playlist and uploaded artwork", async () => {
+  await withCluster(3, async (o) => {
+    const before = await untilServing(o, { timeoutMs: COLD_START_TIMEOUT_MS });
+    const first = holderNode(o, before);
+    const api = new NavidromeApi(`http://${first.ip}:4533`);
+    await api.createAdmin("admin", "e2e-password");
+    const playlist = await api.createPlaylist("failover mix");
+    const upload = await api.uploadPlaylistImage(playlist, TINY_PNG);
+    assert(upload.status >= 200 && upload.status < 300, `upload: ${upload.status} ${upload.body}`);
+    // The image went to the data folder on shared storage, never onto the mount.
+    const artwork = await waitFor(async () => {
+      const found: string[] = [];
+      const walk = async (dir: string) => {
+        for await (const e of Deno.readDir(dir)) {
+          if (e.isDirectory) await walk(`${dir}/${e.name}`);
+          else found.push(e.name);
+        }
+      };
+      await walk(`/proc/${first.pid}/root/shared_data/artwork`);
+      return found.length > 0 ? found : null;
+    }, {
+      timeoutMs: 5_000,
+      intervalMs: 100,
+      what: "the uploaded image under /shared_data/artwork",
+    });
+    const onMount = (await mountListing(o, first.name)).filter((f) => !LITEFS_FILES.has(f));
+    assertEquals(onMount.filter((f) => !f.startsWith("navidrome.db")), []);
+
+    await waitFor(() => first.lines.some((l) => l.includes(NAVIDROME_SCAN_DONE)), {
+      timeoutMs: COLD_START_TIMEOUT_MS,
+      intervalMs: 50,
+      what: `Navidrome's initial scan on ${first.name}`,
+    });
+    const t0 = Date.now();
+    first.signal("SIGTERM");
+    const after = await untilServing(o, {
+      after: t0,
+      not: first.name,
+      timeoutMs: GRACEFUL_FAILOVER_TIMEOUT_MS,
+    });
+    const next = new NavidromeApi(`http://${holderNode(o, after).ip}:4533`);
+    const login = await next.login("admin", "e2e-password");
+    assertEquals(login.status, 200, `login on the new primary: ${login.body}`);
+    assertEquals((await next.playlist(playlist)).name, "failover mix");
+    printTimings(`data written on ${first.name}, read on ${after.holder}`, t0, [
+      [`artwork ${artwork.join(", ")} on shared storage; failover done`, after.at],
+    ]);
   });
 });
