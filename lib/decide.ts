@@ -200,11 +200,13 @@ export function decide(obs: Observation, mem: Memory, p: Policy): Decision {
 
   // Deregister first, then stop: the stop waits until the agent forgot us, the
   // deregister failed, or the budget ran out — Consul never holds Navidrome long.
+  // "Absent" counts only with nothing in flight: a register sent just before the
+  // demotion would otherwise land while the child is already being stopped.
   if (child.phase === "running" && !wantChild) {
     m.stopWantedSince ??= now;
     const slot = obs.consul?.primary;
     const budgetEnds = m.stopWantedSince + p.deregisterBudgetMs;
-    const gateOpen = !slot || slot.state === "absent" ||
+    const gateOpen = !slot || (slot.state === "absent" && !slot.inflight) ||
       (slot.failedAt !== null && slot.failedAt >= m.stopWantedSince) || now >= budgetEnds;
     if (gateOpen) {
       actions.push({ type: "stop", reason: stopReason(obs, m) });

@@ -131,6 +131,36 @@ Deno.test("demotes by deregistering before stopping the child", () => {
   assertEquals(types(done), ["stop"]);
 });
 
+Deno.test("a register in flight at the demotion holds the stop until the deregister", () => {
+  // The agent may already hold the registration the in-flight request carries.
+  const registering = slot({ state: "absent", inflight: true });
+  const first = run(
+    obs({ role: REPLICA, child: running(), consul: { primary: registering, replica: slot() } }),
+  );
+  assertEquals(types(first), []);
+  const landed = slot({ state: "registered" });
+  const next = run(
+    obs({
+      now: 10_002,
+      role: REPLICA,
+      child: running(),
+      consul: { primary: landed, replica: slot() },
+    }),
+    first.memory,
+  );
+  assertEquals(types(next), ["deregister:primary"]);
+  const gone = run(
+    obs({
+      now: 10_004,
+      role: REPLICA,
+      child: running(),
+      consul: { primary: slot(), replica: slot() },
+    }),
+    next.memory,
+  );
+  assertEquals(types(gone), ["stop"]);
+});
+
 Deno.test("a failed deregister does not hold the stop", () => {
   const registered = slot({ state: "registered", lastPassAt: 9000, lastSyncAt: 9000 });
   const first = run(

@@ -176,3 +176,25 @@ export function processGroupMembers(pgid: number): number[] {
   }
   return members.sort((a, b) => a - b);
 }
+
+/**
+ * Lists the live (non-zombie) processes other than this one whose environment
+ * contains `text`, in ascending pid order. A child inherits its parent's
+ * environment, so a value only one test run uses (a temporary directory)
+ * finds every process that run spawned, however deep, even one too young to
+ * have announced itself yet.
+ */
+export function processesWithEnvironment(text: string): number[] {
+  const found: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name) || Number(entry.name) === Deno.pid) continue;
+    let environ: string;
+    try {
+      environ = Deno.readTextFileSync(`/proc/${entry.name}/environ`);
+    } catch {
+      continue; // Gone, or not ours to read.
+    }
+    if (environ.includes(text) && processAlive(Number(entry.name))) found.push(Number(entry.name));
+  }
+  return found.sort((a, b) => a - b);
+}
