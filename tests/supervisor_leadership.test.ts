@@ -2,7 +2,9 @@ import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
 import { InvariantMonitor, withNode } from "./support/harness.ts";
 
 Deno.test("starts the app on a primary and stops it on demotion", async () => {
-  await withNode({ primary: true }, async (n) => {
+  // The event stream must be what sees the demotion: no watch, a poll too slow to beat it.
+  const env = { NDLS_WATCH: "false", NDLS_POLL_INTERVAL: "1h" };
+  await withNode({ primary: true, env }, async (n) => {
     const mon = new InvariantMonitor([n]);
     await n.waitAppRunning();
     n.demote("node-b");
@@ -91,6 +93,8 @@ Deno.test("garbage on the event stream is logged and ignored", async () => {
   await withNode({ primary: false }, async (n) => {
     n.demote("node-b");
     await n.waitOutput("-> replica");
+    // Raw lines reach only open streams; "-> replica" may come from the poll first.
+    await n.waitOutput("event stream connected");
     n.sim!.emitRaw("this is not json\n");
     n.sim!.emitRaw('{"type":"primaryChange","data":{}}\n');
     await n.waitOutput("ignored LiteFS event: not JSON");
@@ -117,6 +121,7 @@ Deno.test("an out-of-order primary event while .primary is present does not star
   await withNode({ primary: false, env }, async (n) => {
     n.demote("node-b");
     await n.waitOutput("-> replica");
+    await n.waitOutput("event stream connected");
     // A stale "I am primary" arrives after the node already became a replica...
     n.sim!.emitRaw('{"type":"primaryChange","data":{"isPrimary":true}}\n');
     // ...and a later event proves the stale one was processed (events are ordered).
