@@ -134,7 +134,11 @@ export const SETTINGS: readonly SettingDoc[] = [
     default: "http://127.0.0.1:4533/ping",
     meaning: "polled after start to report readiness",
   },
-  { name: "NDLS_HEALTH_INTERVAL", default: "500ms", meaning: "readiness poll interval" },
+  {
+    name: "NDLS_HEALTH_INTERVAL",
+    default: "500ms",
+    meaning: "readiness poll interval; the first probes come sooner (20 ms, doubling up to it)",
+  },
   {
     name: "NDLS_RESTART_DELAY",
     default: "1s",
