@@ -330,36 +330,53 @@ export function loadConfig(src: ConfigSources = realSources): Config {
   };
 
   const litefsConfigPath = raw("NDLS_LITEFS_CONFIG") ?? DEFAULT_LITEFS_CONFIG;
+  const ymlProblem = (text: string) =>
+    problems.push(`NDLS_LITEFS_CONFIG=${JSON.stringify(litefsConfigPath)}: ${text}`);
   let yml: { fuseDir: string | null; httpAddr: string | null } = { fuseDir: null, httpAddr: null };
+  const hidden = new Set<string>();
   try {
-    yml = parseLiteFsYml(src.readTextFile(litefsConfigPath), src.env);
+    yml = parseLiteFsYml(src.readTextFile(litefsConfigPath), hiddenAware(src.env, hidden));
   } catch (e) {
     const explicit = raw("NDLS_LITEFS_CONFIG") !== undefined;
-    if (!(e instanceof Deno.errors.NotFound) || explicit) {
-      problems.push(`NDLS_LITEFS_CONFIG=${JSON.stringify(litefsConfigPath)}: ${errText(e)}`);
-    }
+    if (!(e instanceof Deno.errors.NotFound) || explicit) ymlProblem(errText(e));
   }
+  // A variable outside the permitted list matters only in a value we use.
+  const usesHidden = (key: string, value: string | null, override: string) => {
+    const name = [...hidden].find((n) => value?.includes(`\${${n}}`));
+    if (name === undefined) return false;
+    ymlProblem(
+      `${key} uses \${${name}}, which the supervisor may not read (only NDLS_*, LITEFS_*, CONSUL_HTTP_* and a few more); set ${override} instead`,
+    );
+    return true;
+  };
 
-  const mountDir = raw("NDLS_MOUNT_DIR") ?? yml.fuseDir ?? DEFAULT_MOUNT_DIR;
+  const mountOverride = raw("NDLS_MOUNT_DIR");
+  const mountHidden = mountOverride === undefined &&
+    usesHidden("fuse.dir", yml.fuseDir, "NDLS_MOUNT_DIR");
+  const mountDir = mountOverride ?? (mountHidden ? null : yml.fuseDir) ?? DEFAULT_MOUNT_DIR;
   if (!mountDir.startsWith("/")) {
     problems.push(`NDLS_MOUNT_DIR=${JSON.stringify(mountDir)}: expected an absolute path`);
   }
 
   let litefsApi: string | null = null;
+  let apiProblem = false;
   const apiText = raw("NDLS_LITEFS_API");
   if (apiText?.toLowerCase() === "off") {
     litefsApi = null;
   } else if (apiText !== undefined) {
     litefsApi = url("NDLS_LITEFS_API", apiText).replace(/\/+$/, "");
+  } else if (usesHidden("http.addr", yml.httpAddr, "NDLS_LITEFS_API")) {
+    apiProblem = true;
   } else {
     try {
       litefsApi = apiUrlFromHttpAddr(yml.httpAddr ?? LITEFS_DEFAULT_HTTP_ADDR);
     } catch (e) {
-      problems.push(`NDLS_LITEFS_CONFIG=${JSON.stringify(litefsConfigPath)}: ${errText(e)}`);
+      ymlProblem(errText(e));
+      apiProblem = true;
     }
   }
   const leadership = oneOf<LeadershipMode>("NDLS_LEADERSHIP", "api", ["api", "file"]);
-  if (litefsApi === null && leadership === "api") {
+  if (litefsApi === null && leadership === "api" && !apiProblem) {
     problems.push(
       `NDLS_LITEFS_API=off: with the API off the role can never be known; also set NDLS_LEADERSHIP=file`,
     );
@@ -571,6 +588,29 @@ export function parseListenAddr(text: string): { hostname: string; port: number 
   if (port > 65535) return null;
   const host = m[1] === undefined ? "127.0.0.1" : m[1].replace(/^\[|\]$/g, "");
   return { hostname: host, port };
+}
+
+/**
+ * An env lookup for litefs.yml's expansion that survives variables outside
+ * the supervisor's `--allow-env` list: LiteFS expands the whole file, but we
+ * read two keys, so a Nomad variable in `lease.advertise-url` is no concern.
+ * Such a reference stays as written (`${NAME}`) and its name lands in `hidden`.
+ */
+function hiddenAware(
+  env: ConfigSources["env"],
+  hidden: Set<string>,
+): (name: string) => string | undefined {
+  return (name) => {
+    try {
+      return env(name);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied)) {
+        throw e;
+      }
+      hidden.add(name);
+      return `\${${name}}`;
+    }
+  };
 }
 
 function safeHostname(src: ConfigSources): string {

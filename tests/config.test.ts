@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
 import { ConfigError, type ConfigSources, loadConfig, SETTINGS } from "../lib/config.ts";
+import { compilePermissionFlags } from "./support/permissions.ts";
 
 function sources(env: Record<string, string>, files: Record<string, string> = {}): ConfigSources {
   return {
@@ -48,6 +49,63 @@ Deno.test("litefs.yml supplies the mount dir and API address, with LiteFS env ex
   );
   assertEquals(c.mountDir, "/litefs");
   assertEquals(c.litefsApi, "http://127.0.0.1:30303");
+});
+
+/** Sources whose env lookup refuses every name outside `allowed`, like `--allow-env`. */
+function permitted(env: Record<string, string>, allowed: RegExp, files: Record<string, string>) {
+  const src = sources(env, files);
+  return {
+    ...src,
+    env: (n: string) => {
+      if (!allowed.test(n)) throw new Deno.errors.NotCapable(`Requires env access to "${n}"`);
+      return env[n];
+    },
+  };
+}
+
+/** The compiled binary's `--allow-env` list as a pattern (`NDLS_*` and friends). */
+const PERMITTED = (() => {
+  const flag = compilePermissionFlags().find((f) => f.startsWith("--allow-env="))!;
+  const names = flag.slice("--allow-env=".length).split(",");
+  const alternatives = names.map((n) => n.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace("*", ".*"));
+  return new RegExp(`^(${alternatives.join("|")})$`);
+})();
+
+Deno.test("a litefs.yml variable the supervisor may not read is harmless outside the keys it uses", () => {
+  const yml = 'fuse:\n  dir: /data\nlease:\n  advertise-url: "http://${NOMAD_IP}:20202"\n';
+  const c = loadConfig(
+    permitted({ NDLS_LITEFS_CONFIG: "/l.yml", NOMAD_IP: "10.0.0.1" }, PERMITTED, {
+      "/l.yml": yml,
+    }),
+  );
+  assertEquals(c.mountDir, "/data");
+});
+
+Deno.test("a litefs.yml variable the supervisor may not read, in a key it uses, is one line naming it", () => {
+  const yml = 'fuse:\n  dir: "${NOMAD_DIR}"\nhttp:\n  addr: "${NOMAD_ADDR}"\n';
+  const env = { NDLS_LITEFS_CONFIG: "/l.yml" };
+  const found = (() => {
+    try {
+      loadConfig(permitted(env, PERMITTED, { "/l.yml": yml }));
+    } catch (e) {
+      if (e instanceof ConfigError) return [...e.problems];
+      throw e;
+    }
+    return [];
+  })();
+  assertEquals(found.length, 2);
+  assertIncludes(found[0], "fuse.dir uses ${NOMAD_DIR}, which the supervisor may not read");
+  assertIncludes(found[0], "set NDLS_MOUNT_DIR instead");
+  assertIncludes(found[1], "http.addr uses ${NOMAD_ADDR}");
+  assertIncludes(found[1], "set NDLS_LITEFS_API instead");
+  const overridden = loadConfig(
+    permitted(
+      { ...env, NDLS_MOUNT_DIR: "/mnt", NDLS_LITEFS_API: "http://127.0.0.1:1" },
+      PERMITTED,
+      { "/l.yml": yml },
+    ),
+  );
+  assertEquals(overridden.mountDir, "/mnt");
 });
 
 Deno.test("an explicitly named litefs.yml that is missing is an error", () => {
