@@ -25,6 +25,8 @@ export interface LeadershipView {
 export interface LeadershipLog {
   apiState(connected: boolean, detail: string): void;
   badEventLine(reason: string): void;
+  /** The mount could not be read (`detail`), or can be again (null). */
+  mountState(detail: string | null): void;
 }
 
 /** The merged leadership source of one node. */
@@ -42,6 +44,7 @@ export class Leadership {
   #infoTimer: ReturnType<typeof setInterval> | null = null;
   #watcher: Deno.FsWatcher | null = null;
   #abort = new AbortController();
+  #mountError: string | null = null;
 
   /** @param onChange called whenever the role (kind, primary or reason) changes */
   constructor(cfg: Config, onChange: () => void, log: LeadershipLog, now: () => number) {
@@ -55,7 +58,10 @@ export class Leadership {
     this.#poller = new PrimaryFilePoller(
       cfg.mountDir,
       cfg.pollIntervalMs,
-      () => this.#update("poll"),
+      (v) => {
+        this.#noteMount(v);
+        this.#update("poll");
+      },
       now,
     );
     this.#stream = cfg.litefsApi
@@ -157,6 +163,14 @@ export class Leadership {
     } catch {
       // Watching is only a hint (and silent on FUSE anyway); polling carries on.
     }
+  }
+
+  /** Logs a broken mount once when it breaks and once when it recovers. */
+  #noteMount(v: FileView): void {
+    const detail = v.state === "error" ? v.detail : null;
+    if (detail === this.#mountError || (detail === null && v.state === "unread")) return;
+    this.#mountError = detail;
+    this.#log.mountState(detail);
   }
 
   #update(cause: RoleCause): void {

@@ -121,6 +121,13 @@ export class Supervisor {
           ? this.#log.info("LiteFS API: {detail}", { detail })
           : this.#log.warn("LiteFS API lost: {detail}", { detail }),
       badEventLine: (reason) => this.#log.warn("ignored LiteFS event: {reason}", { reason }),
+      mountState: (detail) =>
+        detail === null
+          ? this.#log.info("mount {dir} readable again", { dir: cfg.mountDir })
+          : this.#log.warn("mount {dir} unreadable: {detail}", {
+            dir: cfg.mountDir,
+            detail,
+          }),
     }, this.#now);
     const fresh = (state: Slot["state"]): Slot => ({ ...newSlot(state), lastError: null });
     this.#slots = {

@@ -162,3 +162,17 @@ Deno.test("leadership flapping 200 times leaves one app at most and ends right",
     assert(mon.samples > 100, `the monitor sampled (${mon.samples})`);
   });
 });
+
+Deno.test("an unreadable mount is a warning once, and its recovery is logged", async () => {
+  await withNode({ primary: true }, async (n) => {
+    await n.waitAppRunning();
+    await Deno.remove(n.mountDir, { recursive: true });
+    await n.waitOutput(`[WRN] supervisor: mount ${n.mountDir} unreadable: NotFound`);
+    await n.waitOutput("role primary -> unknown");
+    await Deno.mkdir(n.mountDir);
+    await n.waitOutput(`mount ${n.mountDir} readable again`);
+    await n.waitOutput("role unknown -> primary");
+    assertEquals(n.output.split("unreadable").length - 1, 1, "warned once");
+    assertEquals(n.appStarts(), 1, "the app survived the spell within the grace");
+  });
+});
