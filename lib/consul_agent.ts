@@ -7,6 +7,7 @@
 
 import type { ConsulConfig } from "./config.ts";
 import { redact } from "./secret.ts";
+import { errorText } from "./error_text.ts";
 
 /** Why a request failed, coarse enough to pick a retry policy and a metric label. */
 export type ConsulErrorKind = "denied" | "rejected" | "server" | "unreachable" | "timeout";
@@ -123,7 +124,7 @@ export class ConsulAgent {
         kind: timeout ? "timeout" : "unreachable",
         status: null,
         message: this.#clean(
-          timeout ? `no answer within ${this.#cfg.timeoutMs}ms` : errorMessage(e),
+          timeout ? `no answer within ${this.#cfg.timeoutMs}ms` : errorText(e),
         ),
       };
     }
@@ -135,7 +136,7 @@ export class ConsulAgent {
         ok: false,
         kind: "unreachable",
         status: res.status,
-        message: this.#clean(errorMessage(e)),
+        message: this.#clean(errorText(e)),
       };
     }
     if (res.status === 404 && (notFoundIsOk || onNotFound)) {
@@ -162,8 +163,4 @@ export class ConsulAgent {
     const line = redact(text, [this.#cfg.token]).split("\n")[0];
     return line.length > MAX_MESSAGE ? `${line.slice(0, MAX_MESSAGE)}…` : line;
   }
-}
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

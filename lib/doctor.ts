@@ -10,7 +10,9 @@ import type { Config } from "./config.ts";
 import { ConsulAgent } from "./consul_agent.ts";
 import { fetchInfo } from "./litefs_api.ts";
 import { artworkOnMount, navidromeFoldersOnMount } from "./navidrome_folders.ts";
+import { readPrimaryFile } from "./primary_file.ts";
 import { redact, Secret } from "./secret.ts";
+import { errorText } from "./error_text.ts";
 
 /** One row of the doctor's table. */
 export interface DoctorRow {
@@ -58,6 +60,7 @@ export async function doctorRows(
   const rows: DoctorRow[] = [{ check: "settings", result: "PASS", detail: "all settings valid" }];
   rows.push(...await consulRows(config));
   rows.push(await litefsRow(config));
+  rows.push(await mountRow(config.mountDir));
   const folders = navidromeFoldersOnMount((n) => Deno.env.get(n), config.mountDir);
   if (folders.length === 0) {
     rows.push({
@@ -215,9 +218,37 @@ async function litefsRow(config: Config): Promise<DoctorRow> {
       : `replica${info.primaryHostname ? ` of ${info.primaryHostname}` : ", no primary known"}`;
     return { check: "litefs", result: "PASS", detail: `${config.litefsApi}: this node is ${role}` };
   } catch (e) {
-    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
-    return { check: "litefs", result: "WARN", detail: `${config.litefsApi} unreachable: ${why}` };
+    return {
+      check: "litefs",
+      result: "WARN",
+      detail: `${config.litefsApi} unreachable: ${errorText(e)}`,
+    };
   }
+}
+
+/**
+ * The mount the supervisor polls: readable, and a mount point (a device of
+ * its own, unlike its parent). A wrong NDLS_MOUNT_DIR keeps the role unknown
+ * forever, so it is worth a row of its own. (Deno refuses `/proc/self/mounts`
+ * without --allow-all, so the FUSE type itself cannot be read.)
+ */
+export async function mountRow(mountDir: string): Promise<DoctorRow> {
+  const view = await readPrimaryFile(mountDir);
+  if (view.state === "error") {
+    return { check: "mount", result: "FAIL", detail: `${mountDir}: ${view.detail}` };
+  }
+  const seen = view.state === "present"
+    ? `.primary names ${view.hostname} (replica)`
+    : "no .primary (primary, or a replica not connected to one)";
+  const [own, parent] = await Promise.all([Deno.stat(mountDir), Deno.stat(`${mountDir}/..`)]);
+  if (own.dev === parent.dev) {
+    return {
+      check: "mount",
+      result: "WARN",
+      detail: `${mountDir} is a plain directory, not a mount: is LiteFS running here? ${seen}`,
+    };
+  }
+  return { check: "mount", result: "PASS", detail: `${mountDir}: ${seen}` };
 }
 
 /** Renders rows as an aligned text table. */

@@ -8,6 +8,7 @@ import type { Config } from "./config.ts";
 import { EventStream, fetchInfo, type LeaderEvent } from "./litefs_api.ts";
 import { PrimaryFilePoller } from "./primary_file.ts";
 import { type ApiView, deriveRole, type FileView, type Role } from "./role.ts";
+import { errorText } from "./error_text.ts";
 
 /** Which input produced the newest role. */
 export type RoleCause = "start" | "event" | "info" | "poll" | "api-lost";
@@ -150,7 +151,7 @@ export class Leadership {
       this.#update(cause);
     } catch (e) {
       if (this.#abort.signal.aborted) return;
-      api.detail = e instanceof Error ? e.message.split("\n")[0] : String(e);
+      api.detail = errorText(e);
       api.reachable = this.#streamUp;
       this.#update("api-lost");
     }

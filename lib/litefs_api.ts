@@ -6,6 +6,7 @@
  */
 
 import { abortableDelay } from "./delay.ts";
+import { errorText } from "./error_text.ts";
 
 /** A leadership event from `/events` (`init` or `primaryChange`). */
 export interface LeaderEvent {
@@ -129,7 +130,7 @@ export class EventStream {
         this.#h.onDisconnected("event stream ended");
       } catch (e) {
         if (signal.aborted) return;
-        this.#h.onDisconnected(e instanceof Error ? e.message.split("\n")[0] : String(e));
+        this.#h.onDisconnected(errorText(e));
       }
       if (sawData) delay = EVENTS_RECONNECT_MIN_MS;
       await abortableDelay(delay, signal);

@@ -30,6 +30,7 @@ import { agentMatches, serviceDefinition, slotIds } from "./registration.ts";
 import type { RoleKind } from "./role.ts";
 import { redact } from "./secret.ts";
 import { VERSION } from "./version.ts";
+import { errorText } from "./error_text.ts";
 
 /**
  * Longest a stop waits for the deregister before it: the local agent answers
@@ -364,12 +365,11 @@ export class Supervisor {
     } catch (e) {
       // The client sorts every expected failure itself; anything else is still
       // only a failed request, never a reason to bring the supervisor down.
-      const text = e instanceof Error ? e.message.split("\n")[0] : String(e);
       res = {
         ok: false,
         kind: "server",
         status: null,
-        message: redact(text, [this.#cfg.consul.token]),
+        message: redact(errorText(e), [this.#cfg.consul.token]),
       };
     } finally {
       slot.inflight = false;

@@ -10,6 +10,7 @@ import { ConsulDouble } from "./support/consul_double.ts";
 import { LiteFsSim } from "./support/litefs_sim.ts";
 import { supervisorCommand } from "./support/permissions.ts";
 import { freePort, waitFor } from "./support/wait.ts";
+import { mountRow } from "../lib/doctor.ts";
 
 const TOKEN = "d0c70r-7e57-70ken-5ecre7-value";
 const DENIED_TOKEN = "den1ed-70ken-5ecre7-value";
@@ -265,9 +266,36 @@ Deno.test("doctor warns, without failing, when the LiteFS API is unreachable", a
     assertEquals(run.code, 0, run.stdout);
     const litefs = row(run, "litefs");
     assertEquals(litefs.result, "WARN");
-    assertIncludes(litefs.detail, "unreachable");
+    assertIncludes(litefs.detail, "unreachable: tcp connect error: Connection refused");
     assertNoToken(run);
   });
+});
+
+Deno.test("doctor fails a mount dir that does not exist", async () => {
+  await withConsul(TOKEN, async (_consul, s) => {
+    const run = await runDoctor({ ...s.env, NDLS_MOUNT_DIR: `${s.dir}/nowhere` });
+    assertEquals(run.code, 1, run.stdout);
+    assertEquals(row(run, "mount").result, "FAIL");
+    assertIncludes(row(run, "mount").detail, `${s.dir}/nowhere: NotFound`);
+  });
+});
+
+Deno.test("doctor warns that a plain directory is not a mount, and names .primary", async () => {
+  await withConsul(TOKEN, async (_consul, s) => {
+    await Deno.writeTextFile(`${s.mountDir}/.primary`, "node-b\n");
+    const run = await runDoctor(s.env);
+    assertEquals(run.code, 0, run.stdout);
+    assertEquals(row(run, "mount").result, "WARN");
+    assertIncludes(row(run, "mount").detail, "a plain directory, not a mount");
+    assertIncludes(row(run, "mount").detail, ".primary names node-b (replica)");
+  });
+});
+
+Deno.test("doctor passes a directory that is a mount point", async () => {
+  // /proc is a mount point on every Linux machine and has no .primary.
+  const r = await mountRow("/proc");
+  assertEquals(r.result, "PASS", r.detail);
+  assertIncludes(r.detail, "no .primary");
 });
 
 Deno.test("doctor warns about a Navidrome folder inside the LiteFS mount", async () => {
