@@ -8,6 +8,7 @@ import { isExecutableFile, parseArgs, resolveExecutable, USAGE, UsageError } fro
 import { monotonicNow } from "./lib/clock.ts";
 import { ConfigError, loadConfig } from "./lib/config.ts";
 import { EXIT } from "./lib/decide.ts";
+import { errorText } from "./lib/error_text.ts";
 import { runDoctor } from "./lib/doctor.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { serveStatus } from "./lib/status_server.ts";
@@ -65,16 +66,25 @@ export async function main(args: readonly string[]): Promise<number> {
   let server: Deno.HttpServer | null = null;
   try {
     if (config.statusAddr) {
-      server = serveStatus(
-        sup,
-        config.statusAddr,
-        statusAbort.signal,
-        (a) =>
-          logger().info("status and metrics on http://{host}:{port}/status", {
-            host: a.hostname,
-            port: a.port,
-          }),
-      );
+      const { hostname, port } = config.statusAddr;
+      try {
+        server = serveStatus(
+          sup,
+          config.statusAddr,
+          statusAbort.signal,
+          (a) =>
+            logger().info("status and metrics on http://{host}:{port}/status", {
+              host: a.hostname,
+              port: a.port,
+            }),
+        );
+      } catch (e) {
+        // Nothing has started yet: a taken or foreign address is the setting's fault.
+        console.error(
+          `config error: NDLS_STATUS_ADDR=${hostname}:${port}: cannot listen: ${errorText(e)}`,
+        );
+        return EXIT.config;
+      }
     }
     return await sup.run();
   } catch (e) {

@@ -405,7 +405,7 @@ export function loadConfig(src: ConfigSources = realSources): Config {
       problems.push(
         `NDLS_STATUS_ADDR=${
           JSON.stringify(statusText)
-        }: expected host:port or a port (binds 127.0.0.1)`,
+        }: expected host:port or a port (binds 127.0.0.1); every interface is 0.0.0.0:<port>`,
       );
     }
   }

@@ -264,3 +264,17 @@ Deno.test("without NDLS_STATUS_ADDR the supervisor listens on nothing", async ()
     assertExcludes(n.output, "status and metrics on");
   });
 });
+
+Deno.test("a taken status address is one config error naming NDLS_STATUS_ADDR: exit 78, nothing started", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = (taken.addr as Deno.NetAddr).port;
+    await withNode({ primary: true, env: { NDLS_STATUS_ADDR: String(port) } }, async (n) => {
+      assertEquals(await n.exitCode(5_000), 78);
+      assertIncludes(n.output, `config error: NDLS_STATUS_ADDR=127.0.0.1:${port}: cannot listen:`);
+      assertEquals(n.appStarts(), 0);
+    });
+  } finally {
+    taken.close();
+  }
+});
