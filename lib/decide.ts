@@ -18,6 +18,10 @@ export interface ExitRecord {
   signal: string | null;
   /** True when the supervisor asked it to stop. */
   requested: boolean;
+  /** When the supervisor asked it to stop, if it did. */
+  stopAskedAt?: number;
+  /** It outlived the stop timeout and was killed with SIGKILL. */
+  escalated?: boolean;
   /** Set when the process could not even be spawned. */
   spawnError?: string;
 }

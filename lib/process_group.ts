@@ -6,8 +6,8 @@
 
 import type { ChildObservation, ExitRecord } from "./decide.ts";
 
-/** Signals a group is sent; kept as a type so tests can record them. */
-export type GroupSignal = "SIGTERM" | "SIGKILL" | "SIGUSR1";
+/** Signals the whole group is sent. */
+type GroupSignal = "SIGTERM" | "SIGKILL";
 
 /**
  * One supervised command. At most one process group exists at a time: `start`
@@ -21,6 +21,8 @@ export class ProcessGroup {
   #phase: ChildObservation["phase"] = "idle";
   #startedAt: number | null = null;
   #stopRequested = false;
+  #stopAskedAt: number | null = null;
+  #escalated = false;
   #killTimer: ReturnType<typeof setTimeout> | null = null;
   #lastExit: ExitRecord | null = null;
   #seq = 0;
@@ -61,6 +63,8 @@ export class ProcessGroup {
     const [cmd, ...args] = this.#argv;
     const startedAt = this.#now();
     this.#stopRequested = false;
+    this.#stopAskedAt = null;
+    this.#escalated = false;
     try {
       this.#child = new Deno.Command(cmd, {
         args,
@@ -97,8 +101,12 @@ export class ProcessGroup {
     if (this.#phase !== "running" || !this.#child) return;
     this.#phase = "stopping";
     this.#stopRequested = true;
+    this.#stopAskedAt = this.#now();
     this.#signalGroup("SIGTERM");
-    this.#killTimer = setTimeout(() => this.#signalGroup("SIGKILL"), timeoutMs);
+    this.#killTimer = setTimeout(() => {
+      this.#escalated = true;
+      this.#signalGroup("SIGKILL");
+    }, timeoutMs);
     this.#onChange();
   }
 
@@ -106,14 +114,26 @@ export class ProcessGroup {
   kill(): void {
     if (this.#phase === "idle" || !this.#child) return;
     this.#stopRequested = true;
+    this.#stopAskedAt ??= this.#now();
     this.#phase = "stopping";
     this.#signalGroup("SIGKILL");
   }
 
-  /** Passes a signal to the group (SIGUSR1 starts a Navidrome scan). */
-  signal(sig: GroupSignal): boolean {
-    if (this.#phase !== "running") return false;
-    return this.#signalGroup(sig);
+  /**
+   * Passes a signal to the leader alone (SIGUSR1 starts a Navidrome scan).
+   * Never to the group: SIGUSR1's default action is to terminate, so it would
+   * kill a running ffmpeg transcode or the scanner.
+   */
+  signalLeader(sig: "SIGUSR1"): boolean {
+    const pid = this.#child?.pid;
+    if (this.#phase !== "running" || pid === undefined) return false;
+    try {
+      Deno.kill(pid, sig);
+      return true;
+    } catch {
+      // ESRCH: it exited a moment ago; its reaping is under way.
+      return false;
+    }
   }
 
   #signalGroup(sig: GroupSignal): boolean {
@@ -141,7 +161,11 @@ export class ProcessGroup {
       code: st.signal ? null : st.code,
       signal: st.signal ?? null,
       requested: this.#stopRequested,
+      ...(this.#stopAskedAt === null ? {} : { stopAskedAt: this.#stopAskedAt }),
+      ...(this.#escalated ? { escalated: true } : {}),
     };
+    this.#stopAskedAt = null;
+    this.#escalated = false;
     if (this.#child === child) this.#child = null;
     this.#phase = "idle";
     this.#startedAt = null;

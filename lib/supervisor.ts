@@ -12,6 +12,7 @@ import {
   type Action,
   decide,
   EXIT,
+  type ExitRecord,
   INITIAL_MEMORY,
   type Memory,
   newSlot,
@@ -104,6 +105,7 @@ export class Supervisor {
   #transitionAt: number | null = null;
   #ready = false;
   #readyAbort: AbortController | null = null;
+  #loggedExitSeq = 0;
 
   /** @param command Navidrome's command line, run without a shell */
   constructor(cfg: Config, command: readonly string[], deps: SupervisorDeps = {}) {
@@ -167,7 +169,7 @@ export class Supervisor {
 
   /** Passes SIGUSR1 (start a library scan) to Navidrome's process group. */
   forwardScanSignal(): void {
-    const sent = this.#group.signal("SIGUSR1");
+    const sent = this.#group.signalLeader("SIGUSR1");
     this.#log.info("SIGUSR1 {what}", {
       what: sent ? "passed to Navidrome (library scan)" : "ignored: Navidrome is not running",
     });
@@ -187,6 +189,7 @@ export class Supervisor {
         const now = this.#now();
         const obs = this.#observe(now);
         this.#noteRole(obs);
+        this.#noteStopped(obs.child.lastExit);
         const d = decide(obs, this.#memory, this.#policy);
         this.#memory = d.memory;
         for (const a of d.actions) {
@@ -278,6 +281,22 @@ export class Supervisor {
       cause: this.#leadership.view.cause,
       reason: obs.role.reason,
     });
+  }
+
+  /** Logs how a stop the supervisor asked for ended (unexpected exits log as restarts). */
+  #noteStopped(exit: ExitRecord | null): void {
+    if (!exit || exit.seq <= this.#loggedExitSeq) return;
+    this.#loggedExitSeq = exit.seq;
+    if (!exit.requested || exit.stopAskedAt === undefined) return;
+    const fields = { how: describeExit(exit), ms: formatDuration(exit.at - exit.stopAskedAt) };
+    if (exit.escalated) {
+      this.#log.warn(
+        "Navidrome ignored SIGTERM for NDLS_STOP_TIMEOUT ({ms}); its group was killed ({how})",
+        fields,
+      );
+    } else {
+      this.#log.info("Navidrome stopped in {ms} ({how})", fields);
+    }
   }
 
   #execute(a: Action, now: number): void {

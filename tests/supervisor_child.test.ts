@@ -16,7 +16,46 @@ Deno.test("a child that ignores SIGTERM is killed after the stop timeout", async
     await n.waitAppGone(5_000);
     const took = Date.now() - t0;
     assert(took >= 450, `killed after ${took}ms, not before the timeout`);
+    await n.waitOutput("[WRN] supervisor: Navidrome ignored SIGTERM for NDLS_STOP_TIMEOUT");
+    assertIncludes(n.output, "its group was killed (signal SIGKILL)");
   });
+});
+
+Deno.test("a prompt stop is logged with how long it took and how the app ended", async () => {
+  await withNode({ primary: true }, async (n) => {
+    await n.waitAppRunning();
+    n.demote("node-b");
+    await n.waitAppGone();
+    await n.waitOutput(/Navidrome stopped in \d+ms \(code 0\)/);
+  });
+});
+
+Deno.test("SIGUSR1 reaches Navidrome alone, never its children (it would kill an ffmpeg)", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "ndls-usr1-" });
+  const pidFile = `${tmp}/grandchild.pid`;
+  try {
+    const appEnv = { APP_GRANDCHILD: "1", APP_GRANDCHILD_PIDFILE: pidFile };
+    await withNode({ primary: true, appEnv }, async (n) => {
+      await n.waitAppRunning();
+      // The grandchild is a `sleep`: SIGUSR1's default action would end it.
+      const gc = await waitFor(() => {
+        try {
+          return Number(Deno.readTextFileSync(pidFile)) || false;
+        } catch {
+          return false;
+        }
+      }, { timeoutMs: 5_000, what: "grandchild pid" });
+      n.signal("SIGUSR1");
+      await waitFor(() => n.appEvents().some((e) => e.event === "usr1"), {
+        timeoutMs: 3_000,
+        what: "SIGUSR1 at the app",
+      });
+      await n.waitOutput("SIGUSR1 passed to Navidrome");
+      assert(processAlive(gc), "the grandchild survived the SIGUSR1");
+    });
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });
 
 Deno.test("no grandchild survives a stop", async () => {
