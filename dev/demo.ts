@@ -206,10 +206,10 @@ export async function demo(args: readonly string[]): Promise<number> {
   const rows = (): NodeRow[] =>
     nodes.map((n) => ({
       node: n.name,
-      role: n.exit ? `exited(${n.exit.signal ?? n.exit.code})` : n.status?.role ?? "starting",
+      role: n.exit ? `exited(${n.exit.signal ?? n.exit.code})` : n.role?.name ?? "starting",
       appPid: n.appPid,
       consul: consulState(n.name),
-      lastTransition: n.status ? Date.parse(n.status.roleSince) : null,
+      lastTransition: n.role?.since ?? null,
       reaction: lastReaction.get(n.name) ?? null,
     }));
 

@@ -76,6 +76,12 @@ export class DemoNode {
   readonly appPids: Set<number> = new Set();
   /** Port of the supervisor's status listener, once it said so. */
   statusPort: number | null = null;
+  /**
+   * The role the supervisor last logged entering, and when. Logged before it
+   * acts on it, so the table never shows a registration newer than the role
+   * beside it (the `/status` poll can lag by one interval).
+   */
+  role: { name: string; since: number } | null = null;
   /** The newest `/status` answer. */
   status: NodeStatus | null = null;
   /** When the request behind {@link status} was sent (epoch ms). */
@@ -268,6 +274,7 @@ export class DemoNode {
     const at = Date.parse(String(rec["@timestamp"]));
     const msg = String(rec.message ?? "");
     if (msg.startsWith("role ") && typeof rec.to === "string") {
+      this.role = { name: rec.to, since: at };
       this.#onEvent(this, {
         kind: "role",
         at,
