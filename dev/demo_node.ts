@@ -292,7 +292,7 @@ export class DemoNode {
       this.statusPort = rec.port;
       this.#onEvent(this, { kind: "listening", at, port: rec.port });
     } else if (rec.level === "WARNING" || rec.level === "ERROR" || rec.level === "FATAL") {
-      this.#onEvent(this, { kind: "problem", at, message: msg.replaceAll('"', "") });
+      this.#onEvent(this, { kind: "problem", at, message: msg });
     }
   }
 

@@ -33,7 +33,7 @@ export interface LogOptions {
 /** Configures LogTape for the process; safe to call again (tests). */
 export function setupLogging(opts: LogOptions): void {
   const format = opts.format === "json"
-    ? getJsonLinesFormatter({ properties: "flatten" })
+    ? bareJson(getJsonLinesFormatter({ properties: "flatten" }))
     : getTextFormatter({ timestamp: "date-time-timezone", value: "bare" });
   const enc = new TextEncoder();
   const write = opts.write ?? ((line: string) => writeAll(enc.encode(line)));
@@ -52,6 +52,21 @@ export function setupLogging(opts: LogOptions): void {
 /** A logger below the supervisor's root category, e.g. `logger("consul")`. */
 export function logger(...category: string[]): Logger {
   return getLogger([LOG_ROOT, ...category]);
+}
+
+/**
+ * LogTape's JSON formatter renders `message` with every value JSON-quoted
+ * (`role \"primary\"`); its text formatter can render them bare. Rendering
+ * the message first gives JSON lines the same `message` text as text lines;
+ * the values themselves stay in their own fields.
+ */
+function bareJson(json: (r: LogRecord) => string): (r: LogRecord) => string {
+  return (record) => {
+    const text = record.message.map((part, i) =>
+      i % 2 === 0 || typeof part === "string" ? String(part) : Deno.inspect(part)
+    ).join("");
+    return json({ ...record, message: [text] });
+  };
 }
 
 function writeAll(bytes: Uint8Array): void {
