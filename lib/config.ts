@@ -6,7 +6,13 @@
  */
 
 import { consulDuration, parseDuration } from "./duration.ts";
-import { apiUrlFromHttpAddr, LITEFS_DEFAULT_HTTP_ADDR, parseLiteFsYml } from "./litefs_yml.ts";
+import {
+  apiUrlFromHttpAddr,
+  LITEFS_DEFAULT_HTTP_ADDR,
+  LITEFS_DEFAULT_LEASE_TTL,
+  type LiteFsSettings,
+  parseLiteFsYml,
+} from "./litefs_yml.ts";
 import { Secret } from "./secret.ts";
 
 /** How leadership may be decided when the LiteFS API cannot be reached. */
@@ -271,6 +277,12 @@ export const realSources: ConfigSources = {
 const DEFAULT_LITEFS_CONFIG = "/etc/litefs.yml";
 const DEFAULT_MOUNT_DIR = "/data";
 const CONSUL_MIN_DEREGISTER_AFTER_MS = 60_000;
+/**
+ * No timing of ours needs more than a day, and past 2^31 ms (24.8 days) a
+ * JavaScript timer fires at once: a stop timeout of "999h" would SIGKILL
+ * Navidrome immediately instead of waiting.
+ */
+const MAX_DURATION_MS = 24 * 3_600_000;
 
 /** Reads, validates and freezes the configuration; throws {@link ConfigError}. */
 export function loadConfig(src: ConfigSources = realSources): Config {
@@ -288,6 +300,9 @@ export function loadConfig(src: ConfigSources = realSources): Config {
     }
     if (ms < min) {
       problems.push(`${n}=${JSON.stringify(text)}: must be at least ${consulDuration(min)}`);
+    } else if (ms > MAX_DURATION_MS) {
+      problems.push(`${n}=${JSON.stringify(text)}: must be at most 24h`);
+      return parseDuration(def)!;
     }
     return ms;
   };
@@ -332,7 +347,7 @@ export function loadConfig(src: ConfigSources = realSources): Config {
   const litefsConfigPath = raw("NDLS_LITEFS_CONFIG") ?? DEFAULT_LITEFS_CONFIG;
   const ymlProblem = (text: string) =>
     problems.push(`NDLS_LITEFS_CONFIG=${JSON.stringify(litefsConfigPath)}: ${text}`);
-  let yml: { fuseDir: string | null; httpAddr: string | null } = { fuseDir: null, httpAddr: null };
+  let yml: LiteFsSettings = { fuseDir: null, httpAddr: null, leaseTtl: null };
   const hidden = new Set<string>();
   try {
     yml = parseLiteFsYml(src.readTextFile(litefsConfigPath), hiddenAware(src.env, hidden));
@@ -397,6 +412,22 @@ export function loadConfig(src: ConfigSources = realSources): Config {
 
   const consul = loadConsul(src, raw, { duration, bool, url, problems, hostname });
 
+  // A Navidrome kept through an unknown spell must be gone before another
+  // node can take the lease: at the latest when this node's lease expires.
+  const unknownGrace = () => {
+    const grace = duration("NDLS_UNKNOWN_GRACE", "5s");
+    const ttlText = yml.leaseTtl ?? LITEFS_DEFAULT_LEASE_TTL;
+    const ttl = parseDuration(ttlText);
+    if (ttl !== null && grace >= ttl) {
+      problems.push(
+        `NDLS_UNKNOWN_GRACE=${
+          JSON.stringify(raw("NDLS_UNKNOWN_GRACE"))
+        }: must be shorter than LiteFS's lease TTL (lease.consul.ttl, ${ttlText}), or Navidrome could outlive this node's lease`,
+      );
+    }
+    return grace;
+  };
+
   const statusText = raw("NDLS_STATUS_ADDR");
   let statusAddr: Config["statusAddr"] = null;
   if (statusText !== undefined && statusText.toLowerCase() !== "off") {
@@ -419,7 +450,7 @@ export function loadConfig(src: ConfigSources = realSources): Config {
     pollIntervalMs: duration("NDLS_POLL_INTERVAL", "200ms", 10),
     infoIntervalMs: duration("NDLS_INFO_INTERVAL", "5s", 100),
     watch: bool("NDLS_WATCH", true),
-    unknownGraceMs: duration("NDLS_UNKNOWN_GRACE", "5s"),
+    unknownGraceMs: unknownGrace(),
     stopTimeoutMs: duration("NDLS_STOP_TIMEOUT", "10s", 1),
     healthUrl: url("NDLS_HEALTH_URL", raw("NDLS_HEALTH_URL") ?? "http://127.0.0.1:4533/ping"),
     healthIntervalMs: duration("NDLS_HEALTH_INTERVAL", "500ms", 10),
@@ -625,7 +656,8 @@ function errText(e: unknown): string {
   if (e instanceof Deno.errors.NotFound) return "file not found";
   if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
   const msg = e instanceof Error ? e.message : String(e);
-  return msg.split("\n")[0];
+  // The YAML parser ends its first line with ":" before quoting the source.
+  return msg.split("\n")[0].replace(/:\s*$/, "");
 }
 
 function deepFreeze<T>(o: T): T {

@@ -13,7 +13,12 @@ export interface LiteFsSettings {
   fuseDir: string | null;
   /** `http.addr` as written, or null when not set (LiteFS then uses `:20202`). */
   httpAddr: string | null;
+  /** `lease.consul.ttl` as written (a Go duration), or null when not set (LiteFS: 10s). */
+  leaseTtl: string | null;
 }
+
+/** LiteFS's default Consul lease TTL (`consul.DefaultTTL`). */
+export const LITEFS_DEFAULT_LEASE_TTL = "10s";
 
 /** LiteFS's default `http.addr` (`http/server.go` DefaultAddr). */
 export const LITEFS_DEFAULT_HTTP_ADDR = ":20202";
@@ -92,16 +97,22 @@ export function parseLiteFsYml(
   }
   const fuse = section(doc, "fuse");
   const http = section(doc, "http");
+  const consul = section(section(doc, "lease"), "consul", "lease.consul");
   return {
     fuseDir: stringKey(fuse, "fuse.dir", "dir"),
     httpAddr: stringKey(http, "http.addr", "addr"),
+    leaseTtl: stringKey(consul, "lease.consul.ttl", "ttl"),
   };
 }
 
-function section(doc: Record<string, unknown>, key: string): Record<string, unknown> {
+function section(
+  doc: Record<string, unknown>,
+  key: string,
+  label = key,
+): Record<string, unknown> {
   const v = doc[key];
   if (v === undefined || v === null) return {};
-  if (typeof v !== "object" || Array.isArray(v)) throw new Error(`"${key}" is not a mapping`);
+  if (typeof v !== "object" || Array.isArray(v)) throw new Error(`"${label}" is not a mapping`);
   return v as Record<string, unknown>;
 }
 

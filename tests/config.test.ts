@@ -118,6 +118,8 @@ Deno.test("invalid YAML in litefs.yml names the file", () => {
   const p = problems({ NDLS_LITEFS_CONFIG: "/l.yml" }, { "/l.yml": "fuse: [unclosed" });
   assertEquals(p.length, 1);
   assertIncludes(p[0], 'NDLS_LITEFS_CONFIG="/l.yml": ');
+  assertIncludes(p[0], "at line 1, column");
+  assert(!p[0].endsWith(":") && !p[0].includes("\n"), `one clean line: ${JSON.stringify(p[0])}`);
 });
 
 Deno.test("Nomad's port variables are the default service address and port", () => {
@@ -219,7 +221,7 @@ const bad: [string, Record<string, string>, string][] = [
   [
     "NDLS_STATUS_ADDR",
     { NDLS_STATUS_ADDR: "localhost" },
-    'NDLS_STATUS_ADDR="localhost": expected host:port or a port (binds 127.0.0.1)',
+    'NDLS_STATUS_ADDR="localhost": expected host:port or a port (binds 127.0.0.1); every interface is 0.0.0.0:<port>',
   ],
   [
     "CONSUL_HTTP_ADDR",
@@ -252,6 +254,23 @@ for (const [name, env, line] of bad) {
     assertEquals(problems(env), [line]);
   });
 }
+
+Deno.test("the unknown-role grace must end before LiteFS's lease TTL", () => {
+  assertEquals(problems({ NDLS_UNKNOWN_GRACE: "10s" }), [
+    "NDLS_UNKNOWN_GRACE=\"10s\": must be shorter than LiteFS's lease TTL (lease.consul.ttl, 10s), or Navidrome could outlive this node's lease",
+  ]);
+  const yml = "lease:\n  type: consul\n  consul:\n    ttl: 30s\n";
+  const longer = { NDLS_LITEFS_CONFIG: "/l.yml", NDLS_UNKNOWN_GRACE: "20s" };
+  assertEquals(loadConfig(sources(longer, { "/l.yml": yml })).unknownGraceMs, 20_000);
+  assertEquals(loadConfig(sources({ NDLS_UNKNOWN_GRACE: "0s" })).unknownGraceMs, 0);
+});
+
+Deno.test("a duration over a day is refused: past 24.8 days a timer would fire at once", () => {
+  assertEquals(problems({ NDLS_STOP_TIMEOUT: "999h" }), [
+    'NDLS_STOP_TIMEOUT="999h": must be at most 24h',
+  ]);
+  assertEquals(loadConfig(sources({ NDLS_STABLE_AFTER: "24h" })).stableAfterMs, 86_400_000);
+});
 
 Deno.test("several bad values are all reported, one line each", () => {
   assertEquals(problems({ NDLS_WATCH: "x", NDLS_POLL_INTERVAL: "y" }).length, 2);

@@ -190,9 +190,13 @@ Deno.test("litefs.yml mounts /data, keeps LiteFS's data in /var/lib/litefs and s
   assertEquals(doc.fuse.dir, "/data");
   assertEquals(doc.data.dir, "/var/lib/litefs");
   assertEquals(doc.http.addr, ":20202");
-  // The supervisor reads the same two facts from this file.
+  // The supervisor reads the same facts from this file (the lease TTL is LiteFS's default).
   const env = await containerEnv();
-  assertEquals(parseLiteFsYml(TEXT, (n) => env[n]), { fuseDir: "/data", httpAddr: ":20202" });
+  assertEquals(parseLiteFsYml(TEXT, (n) => env[n]), {
+    fuseDir: "/data",
+    httpAddr: ":20202",
+    leaseTtl: null,
+  });
 });
 
 Deno.test("litefs.yml leases through Consul with every node-specific value from the environment", () => {

@@ -32,13 +32,15 @@ Deno.test("LiteFS env expansion matches Go's os.Expand plus LiteFS's comparisons
   assertEquals(expandLiteFsEnv("a${}b", e), "ab");
 });
 
-Deno.test("litefs.yml yields fuse.dir and http.addr", () => {
-  const yml = 'fuse:\n  dir: "${MNT}"\nhttp:\n  addr: ":20202"\nlease:\n  type: consul\n';
+Deno.test("litefs.yml yields fuse.dir, http.addr and the lease TTL", () => {
+  const yml = 'fuse:\n  dir: "${MNT}"\nhttp:\n  addr: ":20202"\nlease:\n  type: consul\n' +
+    '  consul:\n    ttl: "15s"\n';
   assertEquals(parseLiteFsYml(yml, env({ MNT: "/data" })), {
     fuseDir: "/data",
     httpAddr: ":20202",
+    leaseTtl: "15s",
   });
-  assertEquals(parseLiteFsYml("", env({})), { fuseDir: null, httpAddr: null });
+  assertEquals(parseLiteFsYml("", env({})), { fuseDir: null, httpAddr: null, leaseTtl: null });
 });
 
 Deno.test("http.addr becomes a loopback URL for wildcard hosts", () => {
