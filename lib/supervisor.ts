@@ -233,7 +233,7 @@ export class Supervisor {
         pid: c.pid,
         running: c.phase === "running",
         ready: this.#ready && c.phase === "running",
-        uptimeMs: c.startedAt === null ? null : now - c.startedAt,
+        uptimeMs: c.startedAt === null ? null : Math.round(now - c.startedAt),
       },
       restarts: this.metrics.childRestarts,
       consecutiveFailures: this.#memory.failures,
@@ -243,7 +243,7 @@ export class Supervisor {
           replica: { state: this.#slots.replica.state, lastError: this.#slots.replica.lastError },
         }
         : null,
-      uptimeMs: now - this.#startedAt,
+      uptimeMs: Math.round(now - this.#startedAt),
     };
   }
 
