@@ -61,6 +61,12 @@ export async function main(args: readonly string[]): Promise<number> {
     ["SIGHUP", () => logger().info("SIGHUP ignored (Navidrome would shut down on it)")],
   ];
   for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);
+  // A bug in a background task must stop Navidrome cleanly, not crash past it.
+  const onRejection = (e: PromiseRejectionEvent) => {
+    e.preventDefault();
+    sup.fail(e.reason);
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
 
   const statusAbort = new AbortController();
   let server: Deno.HttpServer | null = null;
@@ -96,6 +102,7 @@ export async function main(args: readonly string[]): Promise<number> {
     statusAbort.abort();
     await server?.finished;
     for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
+    globalThis.removeEventListener("unhandledrejection", onRejection);
   }
 }
 

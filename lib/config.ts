@@ -57,6 +57,7 @@ export interface Config {
   stopTimeoutMs: number;
   healthUrl: string;
   healthIntervalMs: number;
+  readyWarningMs: number;
   restartDelayMs: number;
   restartDelayMaxMs: number;
   stableAfterMs: number;
@@ -144,6 +145,12 @@ export const SETTINGS: readonly SettingDoc[] = [
     name: "NDLS_HEALTH_INTERVAL",
     default: "500ms",
     meaning: "readiness poll interval; the first probes come sooner (20 ms, doubling up to it)",
+  },
+  {
+    name: "NDLS_READY_WARNING",
+    default: "1m",
+    meaning:
+      "a warning when Navidrome has not answered the health URL this long after its start (it stays out of Consul meanwhile)",
   },
   {
     name: "NDLS_RESTART_DELAY",
@@ -454,6 +461,7 @@ export function loadConfig(src: ConfigSources = realSources): Config {
     stopTimeoutMs: duration("NDLS_STOP_TIMEOUT", "10s", 1),
     healthUrl: url("NDLS_HEALTH_URL", raw("NDLS_HEALTH_URL") ?? "http://127.0.0.1:4533/ping"),
     healthIntervalMs: duration("NDLS_HEALTH_INTERVAL", "500ms", 10),
+    readyWarningMs: duration("NDLS_READY_WARNING", "1m", 1),
     restartDelayMs,
     restartDelayMaxMs,
     stableAfterMs: duration("NDLS_STABLE_AFTER", "60s", 1),

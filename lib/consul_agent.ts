@@ -40,6 +40,39 @@ export interface AgentService {
 
 const MAX_MESSAGE = 300;
 
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Reads an agent's service answer, checking every field we compare: a
+ * malformed answer is an "unparsable answer" failure, never a crash later.
+ */
+export function parseAgentService(body: string): AgentService {
+  const v = JSON.parse(body);
+  if (!isRecord(v) || typeof v.ID !== "string" || typeof v.Service !== "string") {
+    throw new Error("not a service");
+  }
+  const tags = v.Tags ?? null;
+  if (tags !== null && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
+    throw new Error("Tags is not a list of strings");
+  }
+  const meta = v.Meta ?? null;
+  if (
+    meta !== null && !(isRecord(meta) && Object.values(meta).every((m) => typeof m === "string"))
+  ) {
+    throw new Error("Meta is not a map of strings");
+  }
+  return {
+    ID: v.ID,
+    Service: v.Service,
+    Tags: tags as string[] | null,
+    Address: typeof v.Address === "string" ? v.Address : "",
+    Port: typeof v.Port === "number" ? v.Port : 0,
+    Meta: meta as Record<string, string> | null,
+  };
+}
+
 /** A client for the local Consul agent. */
 export class ConsulAgent {
   readonly #cfg: ConsulConfig;
@@ -81,7 +114,7 @@ export class ConsulAgent {
       "GET",
       `/v1/agent/service/${encodeURIComponent(id)}`,
       undefined,
-      (body) => JSON.parse(body) as AgentService,
+      parseAgentService,
       false,
       () => null,
     );
@@ -89,7 +122,11 @@ export class ConsulAgent {
 
   /** `GET /v1/agent/self`: proves the agent answers and the token may read it. */
   self(): Promise<ConsulResult<Record<string, unknown>>> {
-    return this.#call("GET", "/v1/agent/self", undefined, (b) => JSON.parse(b));
+    return this.#call("GET", "/v1/agent/self", undefined, (b) => {
+      const v = JSON.parse(b);
+      if (!isRecord(v)) throw new Error("not an object");
+      return v;
+    });
   }
 
   /** Releases the TLS client, if any. */
@@ -145,8 +182,13 @@ export class ConsulAgent {
     if (res.ok) {
       try {
         return { ok: true, value: parse(text) };
-      } catch {
-        return { ok: false, kind: "server", status: res.status, message: "unparsable answer" };
+      } catch (e) {
+        return {
+          ok: false,
+          kind: "server",
+          status: res.status,
+          message: this.#clean(`unparsable answer: ${errorText(e)}`),
+        };
       }
     }
     const kind: ConsulErrorKind = res.status === 403 || res.status === 401

@@ -81,7 +81,8 @@ export interface Observation {
   ready: boolean;
   /** Null when Consul registration is disabled. */
   consul: Record<SlotName, SlotObservation> | null;
-  shutdown: null | { kind: "graceful" | "immediate"; at: number };
+  /** A stop was asked for: by a signal, or (`failure`) by an internal error. */
+  shutdown: null | { kind: "graceful" | "immediate"; at: number; failure?: boolean };
 }
 
 /** The policy knobs the core needs (from config, plus fixed constants). */
@@ -254,10 +255,11 @@ export function decide(obs: Observation, mem: Memory, p: Policy): Decision {
       now >= budgetEnds;
     if (settled) {
       const gaveUp = obs.shutdown === null;
+      const failed = obs.shutdown?.failure === true;
       actions.push({
         type: "exit",
-        code: gaveUp ? EXIT.crashLoop : EXIT.ok,
-        reason: gaveUp ? "Navidrome kept failing" : "stopped by signal",
+        code: gaveUp ? EXIT.crashLoop : failed ? EXIT.failure : EXIT.ok,
+        reason: gaveUp ? "Navidrome kept failing" : failed ? "internal error" : "stopped by signal",
       });
     } else {
       wakes.push(budgetEnds);
@@ -339,7 +341,7 @@ function slotSettled(s: SlotObservation, since: number): boolean {
 }
 
 function stopReason(obs: Observation, m: Memory): string {
-  if (obs.shutdown) return "shutdown";
+  if (obs.shutdown) return obs.shutdown.failure ? "internal error" : "shutdown";
   if (m.gaveUpAt !== null) return "crash loop";
   if (obs.role.kind === "unknown") return "role unknown beyond grace";
   return `demoted: ${obs.role.reason}`;

@@ -21,6 +21,7 @@ import {
   type SlotName,
   type SlotObservation,
 } from "./decide.ts";
+import { abortableDelay } from "./delay.ts";
 import { formatDuration } from "./duration.ts";
 import { Leadership } from "./leadership.ts";
 import { logger } from "./log.ts";
@@ -167,7 +168,19 @@ export class Supervisor {
     this.#notify();
   }
 
-  /** Passes SIGUSR1 (start a library scan) to Navidrome's process group. */
+  /**
+   * An internal error (a bug): stop as for a first signal — deregister, stop
+   * Navidrome — then exit 1, so LiteFS releases the lease instead of leaving
+   * an unsupervised Navidrome behind.
+   */
+  fail(error: unknown): void {
+    this.#log.fatal("internal error, stopping: {error}", { error: errorText(error) });
+    if (this.#shutdown) return;
+    this.#shutdown = { kind: "graceful", at: this.#now(), failure: true };
+    this.#notify();
+  }
+
+  /** Passes SIGUSR1 (start a library scan) to Navidrome. */
   forwardScanSignal(): void {
     const sent = this.#group.signalLeader("SIGUSR1");
     this.#log.info("SIGUSR1 {what}", {
@@ -209,6 +222,10 @@ export class Supervisor {
         const sleep = d.wakeAt === null ? MAX_IDLE_TICK_MS : d.wakeAt - this.#now();
         await this.#sleep(Math.max(0, Math.min(MAX_IDLE_TICK_MS, sleep)));
       }
+    } catch (e) {
+      // The loop itself broke: Navidrome must not outlive its supervisor.
+      this.#group.kill();
+      throw e;
     } finally {
       this.#readyAbort?.abort();
       await this.#leadership.stop();
@@ -342,7 +359,7 @@ export class Supervisor {
       case "deregister":
       case "pass":
       case "sync":
-        return void this.#consul(a.type, a.slot);
+        return void this.#consul(a.type, a.slot).catch((e) => this.fail(e));
     }
   }
 
@@ -354,6 +371,14 @@ export class Supervisor {
     this.#ready = false;
     this.#readyAbort = new AbortController();
     const started = this.#now();
+    const signal = this.#readyAbort.signal;
+    abortableDelay(this.#cfg.readyWarningMs, signal).then(() => {
+      if (signal.aborted || this.#ready) return;
+      this.#log.warn("Navidrome has not answered {url} for {ms}; not registered until it does", {
+        url: this.#cfg.healthUrl,
+        ms: formatDuration(this.#cfg.readyWarningMs),
+      });
+    });
     waitReady(this.#cfg.healthUrl, this.#cfg.healthIntervalMs, this.#readyAbort.signal).then(
       (ok) => {
         if (!ok) return;
@@ -365,7 +390,7 @@ export class Supervisor {
         // Registration waits for readiness: let the loop register now.
         this.#notify();
       },
-    );
+    ).catch((e) => this.fail(e));
   }
 
   async #consul(op: "register" | "deregister" | "pass" | "sync", name: SlotName): Promise<void> {

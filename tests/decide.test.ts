@@ -392,6 +392,18 @@ Deno.test("shutdown deregisters, then stops the child, then exits 0", () => {
   assertEquals(d4.actions, [{ type: "exit", code: EXIT.ok, reason: "stopped by signal" }]);
 });
 
+Deno.test("an internal-error stop deregisters and stops like a signal, then exits 1", () => {
+  const shutdown = { kind: "graceful" as const, at: 10_000, failure: true };
+  const reg = slot({ state: "registered", lastPassAt: 10_000, lastSyncAt: 10_000 });
+  const d1 = run(obs({ child: running(), shutdown, consul: { primary: reg, replica: slot() } }));
+  assertEquals(types(d1), ["deregister:primary"]);
+  const d2 = run(obs({ now: 10_004, child: running(), shutdown }), d1.memory);
+  assertEquals(d2.actions, [{ type: "stop", reason: "internal error" }]);
+  const exit = { seq: 1, at: 10_300, startedAt: 0, code: 0, signal: null, requested: true };
+  const d3 = run(obs({ now: 10_300, child: { ...idle, lastExit: exit }, shutdown }), d2.memory);
+  assertEquals(d3.actions, [{ type: "exit", code: EXIT.failure, reason: "internal error" }]);
+});
+
 Deno.test("shutdown with Consul down still exits once the child is gone", () => {
   const shutdown = { kind: "graceful" as const, at: 10_000 };
   const down = slot({ state: "registered", failedAt: 10_001, failures: 1 });

@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
 import { withNode } from "./support/harness.ts";
-import { processAlive, processGroupMembers, waitFor } from "./support/wait.ts";
+import { freePort, processAlive, processGroupMembers, waitFor } from "./support/wait.ts";
 
 Deno.test("a child that ignores SIGTERM is killed after the stop timeout", async () => {
   const env = { NDLS_STOP_TIMEOUT: "500ms" };
@@ -160,5 +160,17 @@ Deno.test("a bad setting is one line naming it, exit 78, nothing started", async
       'config error: NDLS_STOP_TIMEOUT="soon": expected a duration such as 250ms, 10s or 1m',
     );
     assertEquals(n.appStarts(), 0);
+  });
+});
+
+Deno.test("a Navidrome that never answers its health URL is reported, and stays unregistered", async () => {
+  const env = {
+    NDLS_HEALTH_URL: `http://127.0.0.1:${freePort()}/ping`,
+    NDLS_READY_WARNING: "300ms",
+  };
+  await withNode({ primary: true, env }, async (n) => {
+    await n.waitAppRunning();
+    await n.waitOutput("[WRN] supervisor: Navidrome has not answered http://127.0.0.1:");
+    assertIncludes(n.output, "for 300ms; not registered until it does");
   });
 });

@@ -283,3 +283,21 @@ Deno.test("replicas register under the replica name only, and never under the pr
     );
   });
 });
+
+Deno.test("a malformed service answer from the agent is a failed request, never a crash", async () => {
+  const env = { NDLS_CONSUL_SYNC_INTERVAL: "200ms" };
+  await withConsul({ primary: true, env }, async (n, consul) => {
+    const pid = await n.waitAppRunning();
+    await waitFor(() => registered(consul), { timeoutMs: 5_000, what: "registered" });
+    consul.setFault({
+      status: 200,
+      body: `{"ID":"${SERVICE_ID}","Service":"navidrome","Port":1,"Tags":5}`,
+      paths: new RegExp(`^/v1/agent/service/${SERVICE_ID}$`),
+    });
+    await n.waitOutput("unparsable answer: Tags is not a list of strings");
+    consul.setFault(null);
+    await n.waitOutput(`Consul sync ${SERVICE_ID} succeeded again`);
+    assertEquals(n.status, null, "the supervisor still runs");
+    assertEquals(n.liveApps(), [pid], "the app was never touched");
+  });
+});
