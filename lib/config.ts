@@ -521,6 +521,13 @@ function loadConsul(
       caCert = src.readTextFile(caFile);
       if (!caCert.includes("-----BEGIN CERTIFICATE-----")) {
         problems.push(`CONSUL_CACERT=${JSON.stringify(caFile)}: not a PEM certificate`);
+      } else {
+        // Building the client is the only full check of the PEM's contents.
+        try {
+          Deno.createHttpClient({ caCerts: [caCert] }).close();
+        } catch (e) {
+          problems.push(`CONSUL_CACERT=${JSON.stringify(caFile)}: unusable: ${errText(e)}`);
+        }
       }
     } catch (e) {
       problems.push(`CONSUL_CACERT=${JSON.stringify(caFile)}: ${errText(e)}`);

@@ -272,6 +272,16 @@ Deno.test("a duration over a day is refused: past 24.8 days a timer would fire a
   assertEquals(loadConfig(sources({ NDLS_STABLE_AFTER: "24h" })).stableAfterMs, 86_400_000);
 });
 
+Deno.test("a CA file that looks like PEM but is not is one line naming CONSUL_CACERT", () => {
+  const pem = "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n";
+  const p = problems({ CONSUL_CACERT: "/ca.pem" }, { "/ca.pem": pem });
+  assertEquals(p.length, 1);
+  assertIncludes(p[0], 'CONSUL_CACERT="/ca.pem": unusable: ');
+  assertEquals(problems({ CONSUL_CACERT: "/ca.txt" }, { "/ca.txt": "hello" }), [
+    'CONSUL_CACERT="/ca.txt": not a PEM certificate',
+  ]);
+});
+
 Deno.test("several bad values are all reported, one line each", () => {
   assertEquals(problems({ NDLS_WATCH: "x", NDLS_POLL_INTERVAL: "y" }).length, 2);
 });
