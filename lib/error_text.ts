@@ -10,8 +10,8 @@ export function errorText(e: unknown): string {
   if (!(e instanceof Error)) return String(e).split("\n")[0];
   const cause = e.cause instanceof Error ? e.cause.message : null;
   const text = cause
-    ? cause.replace(/^error sending request for url \([^)]*\): /, "")
-      .replace(/^client error \(Connect\): /, "")
+    ? cause.replace(/^error sending request (?:from \S+ )?for (?:url )?\S+ \([^)]*\): /, "")
+      .replace(/^client error \(\w+\): /, "")
     : e.message;
   return text.split("\n")[0];
 }

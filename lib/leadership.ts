@@ -46,6 +46,11 @@ export class Leadership {
   #watcher: Deno.FsWatcher | null = null;
   #abort = new AbortController();
   #mountError: string | null = null;
+  /** The trouble last logged per source, so a repeated failure is logged once. */
+  #apiProblem: Record<"events" | "info", string | null> = { events: null, info: null };
+  /** `/info` requests sent, and the newest one whose answer was applied. */
+  #infoSent = 0;
+  #infoApplied = 0;
 
   /** @param onChange called whenever the role (kind, primary or reason) changes */
   constructor(cfg: Config, onChange: () => void, log: LeadershipLog, now: () => number) {
@@ -69,12 +74,13 @@ export class Leadership {
       ? new EventStream(cfg.litefsApi, {
         onConnected: () => {
           this.#streamUp = true;
+          this.#apiProblem.events = null;
           this.#log.apiState(true, "event stream connected");
           this.#refreshInfo();
         },
         onEvent: (e) => this.#event(e),
         onDisconnected: (reason) => {
-          if (this.#streamUp) this.#log.apiState(false, reason);
+          this.#apiTrouble("events", reason);
           this.#streamUp = false;
           this.#api!.detail = reason;
           this.#refreshInfo();
@@ -139,8 +145,16 @@ export class Leadership {
     const api = this.#api;
     if (!api || !this.#cfg.litefsApi) return;
     const demotions = this.#demotions;
+    const seq = ++this.#infoSent;
     try {
       const info = await fetchInfo(this.#cfg.litefsApi, this.#abort.signal);
+      // An answer to an older request than one already applied is stale.
+      if (seq < this.#infoApplied) return;
+      this.#infoApplied = seq;
+      if (this.#apiProblem.info !== null) {
+        this.#apiProblem.info = null;
+        this.#log.apiState(true, "/info answers again");
+      }
       api.reachable = true;
       // A "not primary" event newer than this request beats its "primary" answer.
       if (!info.isPrimary || demotions === this.#demotions) {
@@ -150,11 +164,22 @@ export class Leadership {
       await this.#poller.poll();
       this.#update(cause);
     } catch (e) {
-      if (this.#abort.signal.aborted) return;
-      api.detail = errorText(e);
-      api.reachable = this.#streamUp;
+      if (this.#abort.signal.aborted || seq < this.#infoApplied) return;
+      this.#infoApplied = seq;
+      api.detail = `/info: ${errorText(e)}`;
+      // Even with the event stream open: it has no heartbeat, so a silent
+      // stream beside a failing /info proves nothing about the role.
+      api.reachable = false;
+      this.#apiTrouble("info", api.detail);
       this.#update("api-lost");
     }
+  }
+
+  /** Logs API trouble once per source and reason (a reconnected stream starts afresh). */
+  #apiTrouble(source: "events" | "info", reason: string): void {
+    if (reason === this.#apiProblem[source]) return;
+    this.#apiProblem[source] = reason;
+    this.#log.apiState(false, reason);
   }
 
   async #watch(): Promise<void> {

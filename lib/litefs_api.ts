@@ -22,6 +22,12 @@ export const INFO_TIMEOUT_MS = 1000;
 export const EVENTS_RECONNECT_MIN_MS = 100;
 /** Reconnect delay cap: the API is local and `/info` polling covers the gap anyway. */
 export const EVENTS_RECONNECT_MAX_MS = 2000;
+/**
+ * Longest event line accepted. LiteFS's events are a few hundred bytes; a
+ * stream that sends more without a newline is broken, and buffering it would
+ * grow without bound, so the connection is dropped and opened again.
+ */
+export const MAX_EVENT_LINE_CHARS = 64 * 1024;
 
 /**
  * Parses one `/events` line. Returns the leadership event, `null` for lines
@@ -124,6 +130,9 @@ export class EventStream {
             const line = buf.slice(0, nl).trim();
             buf = buf.slice(nl + 1);
             if (line !== "") this.#line(line);
+          }
+          if (buf.length > MAX_EVENT_LINE_CHARS) {
+            throw new Error(`event line longer than ${MAX_EVENT_LINE_CHARS} characters`);
           }
         }
         // A partial last line means the stream was cut mid-event: drop it.

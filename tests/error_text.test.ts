@@ -13,3 +13,13 @@ Deno.test("other errors give the first line of their message", () => {
   assertEquals(errorText(new Error("first\nsecond")), "first");
   assertEquals(errorText("plain"), "plain");
 });
+
+Deno.test("the request's own addresses are dropped, so a repeated failure reads the same", () => {
+  const cause = new Error(
+    "error sending request from 127.0.0.1:48370 for http://127.0.0.1:45325/info (127.0.0.1:45325): client error (SendRequest): connection closed before message completed",
+  );
+  assertEquals(
+    errorText(new TypeError("fetch failed", { cause })),
+    "connection closed before message completed",
+  );
+});

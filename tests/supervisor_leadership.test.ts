@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
 import { InvariantMonitor, withNode } from "./support/harness.ts";
+import { waitFor } from "./support/wait.ts";
 
 Deno.test("starts the app on a primary and stops it on demotion", async () => {
   // The event stream must be what sees the demotion: no watch, a poll too slow to beat it.
@@ -57,7 +58,7 @@ Deno.test("the API unreachable with .primary absent is unknown: the app is never
 });
 
 Deno.test("a running app survives an unknown spell within the grace", async () => {
-  await withNode({ primary: true, env: { NDLS_UNKNOWN_GRACE: "30s" } }, async (n) => {
+  await withNode({ primary: true, env: { NDLS_UNKNOWN_GRACE: "9s" } }, async (n) => {
     const pid = await n.waitAppRunning();
     n.sim!.setApiDown(true);
     await n.waitOutput("role primary -> unknown");
@@ -175,4 +176,47 @@ Deno.test("an unreadable mount is a warning once, and its recovery is logged", a
     assertEquals(n.output.split("unreadable").length - 1, 1, "warned once");
     assertEquals(n.appStarts(), 1, "the app survived the spell within the grace");
   });
+});
+
+Deno.test("a wedged LiteFS API (stream open and silent, /info unanswered) is unknown: the app stops after the grace", async () => {
+  const env = { NDLS_UNKNOWN_GRACE: "500ms", NDLS_INFO_INTERVAL: "300ms" };
+  await withNode({ primary: true, env }, async (n) => {
+    await n.waitAppRunning();
+    await n.waitOutput("event stream connected");
+    n.sim!.freezeInfo(true);
+    await n.waitOutput("[WRN] supervisor: LiteFS API lost: /info: ");
+    await n.waitOutput("role primary -> unknown");
+    await n.waitAppGone(5_000);
+    assertIncludes(n.output, "role unknown beyond grace");
+    assertEquals(n.output.split("LiteFS API lost: /info").length - 1, 1, "warned once");
+    n.sim!.freezeInfo(false);
+    await n.waitOutput("LiteFS API: /info answers again");
+    await n.waitAppRunning();
+  });
+});
+
+Deno.test("an API that never answers is a warning at once, logged once however often it is retried", async () => {
+  // A listener that hangs up on every connection: the stream never opens.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let attempts = 0;
+  const hangUp = (async () => {
+    for await (const conn of listener) {
+      attempts++;
+      conn.close();
+    }
+  })().catch(() => {});
+  try {
+    const env = { NDLS_LITEFS_API: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}` };
+    await withNode({ primary: false, env }, async (n) => {
+      await n.waitOutput("[WRN] supervisor: LiteFS API lost: ");
+      await waitFor(() => attempts >= 6, { timeoutMs: 10_000, what: "six connection attempts" });
+      const warnings = n.output.split("\n").filter((l) => l.includes("LiteFS API lost"));
+      // The stream's error and /info's differ; each is logged once.
+      assert(warnings.length <= 2, warnings.join("\n"));
+      assertEquals(n.liveApps(), []);
+    });
+  } finally {
+    listener.close();
+    await hangUp;
+  }
 });

@@ -88,6 +88,8 @@ export class LiteFsSim {
   #isPrimary: boolean;
   #primaryHostname: string | null;
   #silent = false;
+  /** While set, `/info` requests wait on it: a wedged LiteFS HTTP handler. */
+  #infoHeld: PromiseWithResolvers<void> | null = null;
   #txid = 0;
   #listener: Deno.Listener | undefined;
   readonly #conns = new Set<Deno.Conn>();
@@ -202,10 +204,24 @@ export class LiteFsSim {
   }
 
   /**
+   * While on, `/info` requests are read but not answered (open `/events`
+   * streams stay open and silent): LiteFS's HTTP side wedged. Turning it off
+   * answers the held requests with the current state.
+   */
+  freezeInfo(on: boolean): void {
+    if (on) this.#infoHeld ??= Promise.withResolvers<void>();
+    else {
+      this.#infoHeld?.resolve();
+      this.#infoHeld = null;
+    }
+  }
+
+  /**
    * Closes the API, waits for every connection task to end, and removes
    * `.primary`, as unmounting does.
    */
   async stop(): Promise<void> {
+    this.freezeInfo(false);
     this.#closeAll();
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
     await Deno.remove(this.#primaryPath).catch(() => {});
@@ -330,6 +346,7 @@ export class LiteFsSim {
       if (req.method !== "GET") {
         await writeAll(conn, this.#plain(req, 405, "method not allowed\n"));
       } else if (req.path === "/info") {
+        if (this.#infoHeld) await this.#infoHeld.promise;
         await writeAll(conn, this.#plain(req, 200, JSON.stringify(this.#info(), null, 2) + "\n"));
       } else {
         return await this.#streamEvents(conn, reader);
