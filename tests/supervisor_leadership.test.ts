@@ -220,3 +220,14 @@ Deno.test("an API that never answers is a warning at once, logged once however o
     await hangUp;
   }
 });
+
+Deno.test("an endless event line is cut off: the stream reconnects and the role stays right", async () => {
+  await withNode({ primary: true }, async (n) => {
+    const pid = await n.waitAppRunning();
+    await n.waitOutput("event stream connected");
+    n.sim!.emitRaw("x".repeat(70_000));
+    await n.waitOutput("LiteFS API lost: event line longer than 65536 characters");
+    await n.waitOutput(/event stream connected[\s\S]*event stream connected/);
+    assertEquals(n.liveApps(), [pid]);
+  });
+});
