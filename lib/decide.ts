@@ -297,10 +297,16 @@ export function restartDelay(failures: number, p: Policy): number {
   return Math.min(p.restartDelayMaxMs, p.restartDelayMs * 2 ** Math.max(0, failures - 1));
 }
 
-/** Delay before retrying a failed Consul request. */
+/**
+ * Delay before retrying a failed Consul request. A transient failure is
+ * retried at least every third of the TTL, so once the agent recovers the
+ * TTL check is passed again before it can expire; one the agent will repeat
+ * (ACL denied, bad request) is retried at the slow cap.
+ */
 export function consulRetryDelay(s: SlotObservation, p: Policy): number {
   if (s.slowRetry) return p.consulRetryMaxMs;
-  return Math.min(p.consulRetryMaxMs, p.consulRetryMinMs * 2 ** Math.max(0, s.failures - 1));
+  const cap = Math.min(p.consulRetryMaxMs, p.ttlMs / 3);
+  return Math.min(cap, p.consulRetryMinMs * 2 ** Math.max(0, s.failures - 1));
 }
 
 function reconcileSlot(
