@@ -284,6 +284,10 @@ export const realSources: ConfigSources = {
 const DEFAULT_LITEFS_CONFIG = "/etc/litefs.yml";
 const DEFAULT_MOUNT_DIR = "/data";
 const CONSUL_MIN_DEREGISTER_AFTER_MS = 60_000;
+/** An ACL token is sent in a header: visible ASCII only (Consul's are UUIDs). */
+const TOKEN_CHARS = /^[\x21-\x7e]+$/;
+const TOKEN_CHARS_PROBLEM =
+  "the token has a space, line break or non-ASCII character inside (it goes in an HTTP header)";
 /**
  * No timing of ours needs more than a day, and past 2^31 ms (24.8 days) a
  * JavaScript timer fires at once: a stop timeout of "999h" would SIGKILL
@@ -341,12 +345,16 @@ export function loadConfig(src: ConfigSources = realSources): Config {
     return text as T;
   };
   const url = (n: string, value: string): string => {
+    const shown = JSON.stringify(withoutCredentials(value));
     try {
       const u = new URL(value);
       if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error();
+      if (u.username || u.password) {
+        problems.push(`${n}=${shown}: credentials in the URL are not supported`);
+      }
       return value;
     } catch {
-      problems.push(`${n}=${JSON.stringify(value)}: expected an http:// or https:// URL`);
+      problems.push(`${n}=${shown}: expected an http:// or https:// URL`);
       return value;
     }
   };
@@ -494,7 +502,7 @@ function loadConsul(
   const addrText = raw("CONSUL_HTTP_ADDR") ?? "127.0.0.1:8500";
   const url = consulUrl(addrText, ssl);
   if (typeof url !== "string") {
-    problems.push(`CONSUL_HTTP_ADDR=${JSON.stringify(addrText)}: ${url.error}`);
+    problems.push(`CONSUL_HTTP_ADDR=${JSON.stringify(withoutCredentials(addrText))}: ${url.error}`);
   }
 
   let token: Secret | null = null;
@@ -504,6 +512,10 @@ function loadConsul(
       const t = src.readTextFile(tokenFile).trim();
       if (t === "") {
         problems.push(`CONSUL_HTTP_TOKEN_FILE=${JSON.stringify(tokenFile)}: file is empty`);
+      } else if (!TOKEN_CHARS.test(t)) {
+        problems.push(
+          `CONSUL_HTTP_TOKEN_FILE=${JSON.stringify(tokenFile)}: ${TOKEN_CHARS_PROBLEM}`,
+        );
       }
       token = new Secret(t);
     } catch (e) {
@@ -511,6 +523,7 @@ function loadConsul(
     }
   } else {
     const t = src.env("CONSUL_HTTP_TOKEN")?.trim();
+    if (t && !TOKEN_CHARS.test(t)) problems.push(`CONSUL_HTTP_TOKEN: ${TOKEN_CHARS_PROBLEM}`);
     if (t) token = new Secret(t);
   }
 
@@ -551,9 +564,18 @@ function loadConsul(
     );
   }
   const tags = (raw("NDLS_SERVICE_TAGS") ?? "").split(",").map((t) => t.trim()).filter((t) => t);
+  const roleTag = tags.find((t) => t === "primary" || t === "replica");
+  if (roleTag) {
+    problems.push(
+      `NDLS_SERVICE_TAGS=${
+        JSON.stringify(raw("NDLS_SERVICE_TAGS"))
+      }: "${roleTag}" is the role tag the supervisor adds itself`,
+    );
+  }
   const address = raw("NDLS_SERVICE_ADDRESS") ?? raw("NOMAD_HOST_IP_navidrome") ?? "";
-  if (/[\s/]/.test(address)) {
-    problems.push(`NDLS_SERVICE_ADDRESS=${JSON.stringify(address)}: expected a host name or IP`);
+  const addressProblem = address === "" ? null : hostProblem(address);
+  if (addressProblem) {
+    problems.push(`NDLS_SERVICE_ADDRESS=${JSON.stringify(address)}: ${addressProblem}`);
   }
   const portText = raw("NDLS_SERVICE_PORT") ?? raw("NOMAD_HOST_PORT_navidrome") ?? "4533";
   const port = Number(portText);
@@ -624,6 +646,33 @@ export function consulUrl(addr: string, ssl: boolean): string | { error: string 
   } catch {
     return { error: "expected host:port or an http:// or https:// URL" };
   }
+}
+
+/**
+ * Why `host` is not a host name or an IP address as Consul's Address wants
+ * it, or null when it is one. The port has its own setting, and an IPv6
+ * address goes without brackets.
+ */
+function hostProblem(host: string): string | null {
+  if (/[[\]]/.test(host)) return "expected a host name or IP, an IPv6 address without brackets";
+  const colons = host.split(":").length - 1;
+  if (colons === 1) return "expected a host name or IP without a port (see NDLS_SERVICE_PORT)";
+  if (colons > 1) {
+    try {
+      new URL(`http://[${host}]/`);
+      return null;
+    } catch {
+      return "expected a host name or IP";
+    }
+  }
+  return /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)
+    ? null
+    : "expected a host name or IP";
+}
+
+/** A URL or address for a message: any `user:password@` part replaced. */
+function withoutCredentials(text: string): string {
+  return text.replace(/^([a-z]+:\/\/)?[^/@\s]*@/i, "$1[credentials]@");
 }
 
 /** Parses `host:port`, `[v6]:port` or a bare port (loopback) for a listener. */

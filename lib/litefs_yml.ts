@@ -130,7 +130,14 @@ function stringKey(sec: Record<string, unknown>, label: string, key: string): st
  */
 export function apiUrlFromHttpAddr(addr: string): string {
   const m = /^(\[[^\]]*\]|[^:]*):(\d+)$/.exec(addr.trim());
-  if (!m) throw new Error(`"http.addr" ${JSON.stringify(addr)} is not host:port`);
+  const bad = new Error(`"http.addr" ${JSON.stringify(addr)} is not host:port`);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw bad;
   const host = m[1] === "" || m[1] === "0.0.0.0" || m[1] === "[::]" ? "127.0.0.1" : m[1];
-  return `http://${host}:${m[2]}`;
+  const url = `http://${host}:${m[2]}`;
+  try {
+    new URL(url);
+  } catch {
+    throw bad;
+  }
+  return url;
 }

@@ -17,6 +17,7 @@ export class ProcessGroup {
   readonly #argv: readonly string[];
   readonly #onChange: () => void;
   readonly #now: () => number;
+  readonly #env: Readonly<Record<string, string>>;
   #child: Deno.ChildProcess | null = null;
   #phase: ChildObservation["phase"] = "idle";
   #startedAt: number | null = null;
@@ -31,11 +32,18 @@ export class ProcessGroup {
   /**
    * @param argv the command and its arguments, run directly (no shell)
    * @param onChange called after every start, stop request and exit
+   * @param env variables set (over the inherited environment) for the child
    */
-  constructor(argv: readonly string[], onChange: () => void, now: () => number = Date.now) {
+  constructor(
+    argv: readonly string[],
+    onChange: () => void,
+    now: () => number = Date.now,
+    env: Readonly<Record<string, string>> = {},
+  ) {
     this.#argv = argv;
     this.#onChange = onChange;
     this.#now = now;
+    this.#env = env;
   }
 
   /** The child as it is now. */
@@ -68,6 +76,7 @@ export class ProcessGroup {
     try {
       this.#child = new Deno.Command(cmd, {
         args,
+        env: { ...this.#env },
         detached: true,
         stdin: "null",
         stdout: "inherit",

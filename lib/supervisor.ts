@@ -49,6 +49,8 @@ export const CONSUL_RETRY_MAX_MS = 30_000;
  * is re-read this often, so a missed wake-up costs at most this much.
  */
 export const MAX_IDLE_TICK_MS = 1000;
+/** Set over Navidrome's inherited environment: the token blanked (it cannot be unset). */
+const CHILD_ENV = { CONSUL_HTTP_TOKEN: "" };
 
 /** The Consul agent surface the driver needs (a real agent or a test fake). */
 export type AgentLike = Pick<
@@ -118,7 +120,9 @@ export class Supervisor {
       : cfg.consul.enabled
       ? new ConsulAgent(cfg.consul)
       : null;
-    this.#group = new ProcessGroup(command, () => this.#notify(), this.#now);
+    // Navidrome inherits our environment but not the Consul token: it never
+    // needs it, and its plugins or a crash dump should not see it.
+    this.#group = new ProcessGroup(command, () => this.#notify(), this.#now, CHILD_ENV);
     this.#leadership = new Leadership(cfg, () => this.#notify(), {
       apiState: (up, detail) =>
         up

@@ -282,6 +282,57 @@ Deno.test("a CA file that looks like PEM but is not is one line naming CONSUL_CA
   ]);
 });
 
+Deno.test("a service address with a port or brackets is refused, naming the fix", () => {
+  assertEquals(problems({ NDLS_SERVICE_ADDRESS: "10.0.0.5:4533" }), [
+    'NDLS_SERVICE_ADDRESS="10.0.0.5:4533": expected a host name or IP without a port (see NDLS_SERVICE_PORT)',
+  ]);
+  assertEquals(problems({ NDLS_SERVICE_ADDRESS: "[::1]" }), [
+    'NDLS_SERVICE_ADDRESS="[::1]": expected a host name or IP, an IPv6 address without brackets',
+  ]);
+  const v6 = loadConfig(sources({ NDLS_SERVICE_ADDRESS: "fd00::5" }));
+  assertEquals(v6.consul.checkHttpUrl, "http://[fd00::5]:4533/ping");
+  assertEquals(loadConfig(sources({ NDLS_SERVICE_ADDRESS: "nas.lan" })).consul.address, "nas.lan");
+});
+
+Deno.test("the role tags are the supervisor's own", () => {
+  assertEquals(problems({ NDLS_SERVICE_TAGS: "music,replica" }), [
+    'NDLS_SERVICE_TAGS="music,replica": "replica" is the role tag the supervisor adds itself',
+  ]);
+});
+
+Deno.test("a token with a line break inside is refused without printing it", () => {
+  const secret = "SECRETPART1\nSECRETPART2";
+  for (
+    const p of [
+      problems({ CONSUL_HTTP_TOKEN_FILE: "/t" }, { "/t": `${secret}\n` }),
+      problems({ CONSUL_HTTP_TOKEN: secret }),
+    ]
+  ) {
+    assertEquals(p.length, 1);
+    assertIncludes(p[0], "the token has a space, line break or non-ASCII character inside");
+    assert(!p[0].includes("SECRETPART"), p[0]);
+  }
+});
+
+Deno.test("credentials in a URL setting are refused and never echoed", () => {
+  const p = problems({
+    CONSUL_HTTP_ADDR: "http://user:hunter2@127.0.0.1:8500",
+    NDLS_LITEFS_API: "http://a:hunter2@127.0.0.1:20202",
+  });
+  assertEquals(p, [
+    'NDLS_LITEFS_API="http://[credentials]@127.0.0.1:20202": credentials in the URL are not supported',
+    'CONSUL_HTTP_ADDR="http://[credentials]@127.0.0.1:8500": credentials in the address are not supported; use CONSUL_HTTP_TOKEN',
+  ]);
+});
+
+Deno.test("an http.addr LiteFS could not listen on is refused", () => {
+  for (const addr of [":99999", "[]:20202", "localhost :20202"]) {
+    const yml = `http:\n  addr: "${addr}"\n`;
+    const p = problems({ NDLS_LITEFS_CONFIG: "/l.yml" }, { "/l.yml": yml });
+    assertEquals(p, [`NDLS_LITEFS_CONFIG="/l.yml": "http.addr" "${addr}" is not host:port`]);
+  }
+});
+
 Deno.test("several bad values are all reported, one line each", () => {
   assertEquals(problems({ NDLS_WATCH: "x", NDLS_POLL_INTERVAL: "y" }).length, 2);
 });

@@ -301,3 +301,13 @@ Deno.test("a malformed service answer from the agent is a failed request, never 
     assertEquals(n.liveApps(), [pid], "the app was never touched");
   });
 });
+
+Deno.test("the token never reaches Navidrome's environment", async () => {
+  await withConsul({ primary: true }, async (n) => {
+    const pid = await n.waitAppRunning();
+    const environ = Deno.readTextFileSync(`/proc/${pid}/environ`).split("\0");
+    assertExcludes(environ.join("\n"), TOKEN);
+    assert(environ.includes("CONSUL_HTTP_TOKEN="), "blanked, since it cannot be unset");
+    assert(environ.some((v) => v.startsWith("APP_STATE_FILE=")), "the rest is inherited");
+  });
+});
