@@ -6,12 +6,13 @@
  * @module
  */
 
-import type { Config } from "./config.ts";
+import { type Config, SETTINGS } from "./config.ts";
 import { ConsulAgent } from "./consul_agent.ts";
 import { fetchInfo } from "./litefs_api.ts";
 import { artworkOnMount, navidromeFoldersOnMount } from "./navidrome_folders.ts";
 import { readPrimaryFile } from "./primary_file.ts";
 import { redact, Secret } from "./secret.ts";
+import { environmentNames, unknownSettings } from "./unknown_settings.ts";
 import { errorText } from "./error_text.ts";
 
 /** One row of the doctor's table. */
@@ -58,6 +59,15 @@ export async function doctorRows(
     return msg.split("\n").map((line) => ({ check: "settings", result: "FAIL", detail: line }));
   }
   const rows: DoctorRow[] = [{ check: "settings", result: "PASS", detail: "all settings valid" }];
+  const names = await environmentNames();
+  for (const u of unknownSettings(names ?? [], SETTINGS.map((s) => s.name))) {
+    rows.push({
+      check: "settings",
+      result: "WARN",
+      detail: `${u.name} is not a setting and is ignored` +
+        (u.suggestion ? ` (did you mean ${u.suggestion}?)` : ""),
+    });
+  }
   rows.push(...await consulRows(config));
   rows.push(await litefsRow(config));
   rows.push(await mountRow(config.mountDir));

@@ -10,7 +10,8 @@ import { parse as parseHcl } from "@cdktf/hcl2json";
 import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
 import { assert, assertEquals } from "./support/assert.ts";
-import { loadConfig } from "../lib/config.ts";
+import { loadConfig, SETTINGS } from "../lib/config.ts";
+import { unknownSettings } from "../lib/unknown_settings.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { expandLiteFsEnv, parseLiteFsYml } from "../lib/litefs_yml.ts";
 import { artworkOnMount, navidromeFoldersOnMount } from "../lib/navidrome_folders.ts";
@@ -238,6 +239,8 @@ Deno.test("job.nomad's environment is accepted by the supervisor and points it a
   // The registration must carry the host side of Nomad's port mapping.
   assertEquals(c.consul.address, NODE_IP);
   assertEquals(c.consul.port, HOST_PORTS.navidrome);
+  // Every NDLS_ variable it sets is a setting: a typo would silently keep a default.
+  assertEquals(unknownSettings(Object.keys(containerEnv()), SETTINGS.map((x) => x.name)), []);
 });
 
 Deno.test("job.nomad maps the Navidrome and LiteFS ports the supervisor and litefs.yml use", () => {

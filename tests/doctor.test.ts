@@ -271,6 +271,17 @@ Deno.test("doctor warns, without failing, when the LiteFS API is unreachable", a
   });
 });
 
+Deno.test("doctor warns about an NDLS_ variable that is no setting, naming the likely one", async () => {
+  await withConsul(TOKEN, async (_consul, s) => {
+    const run = await runDoctor({ ...s.env, NDLS_STOP_TIMOUT: "30s" });
+    assertEquals(run.code, 0, run.stdout);
+    const warned = run.rows.filter((r) => r.check === "settings" && r.result === "WARN");
+    assertEquals(warned.map((r) => r.detail), [
+      "NDLS_STOP_TIMOUT is not a setting and is ignored (did you mean NDLS_STOP_TIMEOUT?)",
+    ]);
+  });
+});
+
 Deno.test("doctor fails a mount dir that does not exist", async () => {
   await withConsul(TOKEN, async (_consul, s) => {
     const run = await runDoctor({ ...s.env, NDLS_MOUNT_DIR: `${s.dir}/nowhere` });
