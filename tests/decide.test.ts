@@ -58,6 +58,10 @@ function obs(over: Partial<Observation> = {}): Observation {
   };
 }
 
+/** A node just demoted while its child runs, with the primary registration as given. */
+const demoted = (primary: SlotObservation, now = 10_000): Observation =>
+  obs({ now, role: REPLICA, child: running(), consul: { primary, replica: slot() } });
+
 const types = (d: Decision) =>
   d.actions.map((a) =>
     a.type === "register" || a.type === "deregister" || a.type === "pass" || a.type === "sync"
@@ -106,26 +110,17 @@ Deno.test("Consul being down does not delay the start", () => {
 Deno.test("demotes by deregistering before stopping the child", () => {
   const registered = slot({ state: "registered", lastPassAt: 9000, lastSyncAt: 9000 });
   const first = run(
-    obs({ role: REPLICA, child: running(), consul: { primary: registered, replica: slot() } }),
+    demoted(registered),
   );
   assertEquals(types(first), ["deregister:primary"]);
   assertEquals(first.wakeAt, 10_000 + policy.deregisterBudgetMs);
   const inflight = run(
-    obs({
-      role: REPLICA,
-      child: running(),
-      consul: { primary: { ...registered, inflight: true }, replica: slot() },
-    }),
+    demoted({ ...registered, inflight: true }),
     first.memory,
   );
   assertEquals(types(inflight), []);
   const done = run(
-    obs({
-      now: 10_005,
-      role: REPLICA,
-      child: running(),
-      consul: { primary: slot(), replica: slot() },
-    }),
+    demoted(slot(), 10_005),
     first.memory,
   );
   assertEquals(types(done), ["stop"]);
@@ -135,27 +130,17 @@ Deno.test("a register in flight at the demotion holds the stop until the deregis
   // The agent may already hold the registration the in-flight request carries.
   const registering = slot({ state: "absent", inflight: true });
   const first = run(
-    obs({ role: REPLICA, child: running(), consul: { primary: registering, replica: slot() } }),
+    demoted(registering),
   );
   assertEquals(types(first), []);
   const landed = slot({ state: "registered" });
   const next = run(
-    obs({
-      now: 10_002,
-      role: REPLICA,
-      child: running(),
-      consul: { primary: landed, replica: slot() },
-    }),
+    demoted(landed, 10_002),
     first.memory,
   );
   assertEquals(types(next), ["deregister:primary"]);
   const gone = run(
-    obs({
-      now: 10_004,
-      role: REPLICA,
-      child: running(),
-      consul: { primary: slot(), replica: slot() },
-    }),
+    demoted(slot(), 10_004),
     next.memory,
   );
   assertEquals(types(gone), ["stop"]);
@@ -164,16 +149,11 @@ Deno.test("a register in flight at the demotion holds the stop until the deregis
 Deno.test("a failed deregister does not hold the stop", () => {
   const registered = slot({ state: "registered", lastPassAt: 9000, lastSyncAt: 9000 });
   const first = run(
-    obs({ role: REPLICA, child: running(), consul: { primary: registered, replica: slot() } }),
+    demoted(registered),
   );
   const failed = slot({ state: "registered", failedAt: 10_002, failures: 1 });
   const d = run(
-    obs({
-      now: 10_003,
-      role: REPLICA,
-      child: running(),
-      consul: { primary: failed, replica: slot() },
-    }),
+    demoted(failed, 10_003),
     first.memory,
   );
   assertEquals(types(d), ["stop"]);
@@ -182,7 +162,7 @@ Deno.test("a failed deregister does not hold the stop", () => {
 Deno.test("a hung deregister holds the stop for at most the budget", () => {
   const hung = slot({ state: "registered", inflight: true });
   const first = run(
-    obs({ role: REPLICA, child: running(), consul: { primary: hung, replica: slot() } }),
+    demoted(hung),
   );
   assertEquals(types(first), []);
   const late = run(
@@ -299,7 +279,7 @@ Deno.test("retries a denied request slowly", () => {
 Deno.test("a demotion deregisters at once even while backing off", () => {
   const backingOff = slot({ state: "registered", failedAt: 9_900, failures: 4 });
   const d = run(
-    obs({ role: REPLICA, child: running(), consul: { primary: backingOff, replica: slot() } }),
+    demoted(backingOff),
   );
   assertEquals(types(d), ["deregister:primary"]);
 });

@@ -2,6 +2,17 @@ import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
 import { withNode } from "./support/harness.ts";
 import { freePort, processAlive, processGroupMembers, waitFor } from "./support/wait.ts";
 
+/** Waits for the stand-in app's grandchild to write its pid (APP_GRANDCHILD_PIDFILE). */
+function grandchildPid(pidFile: string): Promise<number> {
+  return waitFor(() => {
+    try {
+      return Number(Deno.readTextFileSync(pidFile)) || false;
+    } catch {
+      return false;
+    }
+  }, { timeoutMs: 5_000, what: "grandchild pid" });
+}
+
 Deno.test("a child that ignores SIGTERM is killed after the stop timeout", async () => {
   const env = { NDLS_STOP_TIMEOUT: "500ms" };
   await withNode({ primary: true, env, appEnv: { APP_MODE: "ignore-term" } }, async (n) => {
@@ -38,13 +49,7 @@ Deno.test("SIGUSR1 reaches Navidrome alone, never its children (it would kill an
     await withNode({ primary: true, appEnv }, async (n) => {
       await n.waitAppRunning();
       // The grandchild is a `sleep`: SIGUSR1's default action would end it.
-      const gc = await waitFor(() => {
-        try {
-          return Number(Deno.readTextFileSync(pidFile)) || false;
-        } catch {
-          return false;
-        }
-      }, { timeoutMs: 5_000, what: "grandchild pid" });
+      const gc = await grandchildPid(pidFile);
       n.signal("SIGUSR1");
       await waitFor(() => n.appEvents().some((e) => e.event === "usr1"), {
         timeoutMs: 3_000,
@@ -65,13 +70,7 @@ Deno.test("no grandchild survives a stop", async () => {
     const appEnv = { APP_GRANDCHILD: "1", APP_GRANDCHILD_PIDFILE: pidFile };
     await withNode({ primary: true, appEnv }, async (n) => {
       const pid = await n.waitAppRunning();
-      const gc = await waitFor(() => {
-        try {
-          return Number(Deno.readTextFileSync(pidFile)) || false;
-        } catch {
-          return false;
-        }
-      }, { timeoutMs: 5_000, what: "grandchild pid" });
+      const gc = await grandchildPid(pidFile);
       assert(processGroupMembers(pid).includes(gc), "the grandchild is in the app's group");
       n.demote("node-b");
       await n.waitAppGone();
