@@ -436,7 +436,7 @@ export function loadConfig(src: ConfigSources = realSources): Config {
     if (ttl !== null && grace >= ttl) {
       problems.push(
         `NDLS_UNKNOWN_GRACE=${
-          JSON.stringify(raw("NDLS_UNKNOWN_GRACE"))
+          JSON.stringify(raw("NDLS_UNKNOWN_GRACE") ?? "5s")
         }: must be shorter than LiteFS's lease TTL (lease.consul.ttl, ${ttlText}), or Navidrome could outlive this node's lease`,
       );
     }

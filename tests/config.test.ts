@@ -263,6 +263,14 @@ Deno.test("the unknown-role grace must end before LiteFS's lease TTL", () => {
   const longer = { NDLS_LITEFS_CONFIG: "/l.yml", NDLS_UNKNOWN_GRACE: "20s" };
   assertEquals(loadConfig(sources(longer, { "/l.yml": yml })).unknownGraceMs, 20_000);
   assertEquals(loadConfig(sources({ NDLS_UNKNOWN_GRACE: "0s" })).unknownGraceMs, 0);
+  // The default grace against a shorter TTL names the default it found.
+  const short = "lease:\n  type: consul\n  consul:\n    ttl: 3s\n";
+  const p = problems({ NDLS_LITEFS_CONFIG: "/l.yml" }, { "/l.yml": short });
+  assertEquals(p.length, 1);
+  assertIncludes(
+    p[0],
+    'NDLS_UNKNOWN_GRACE="5s": must be shorter than LiteFS\'s lease TTL (lease.consul.ttl, 3s)',
+  );
 });
 
 Deno.test("a duration over a day is refused: past 24.8 days a timer would fire at once", () => {
