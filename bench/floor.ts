@@ -8,9 +8,9 @@
  * - `yaml`, `logtape`: one npm dependency loaded (each pulls in Deno's Node
  *   compatibility layer);
  * - `modules`: every supervisor module loaded (main.ts, not run);
- * - `poll`: the `.primary` poll alone: an async stat every 200 ms of
- *   `<dir>/.primary`, absent, then of `<dir>`, as `lib/primary_file.ts` does
- *   on a primary (the interval is the bench's POLL_INTERVAL_MS).
+ * - `poll`: the `.primary` poll alone: lib/primary_file.ts's poller on
+ *   `<dir>`, where `.primary` is absent as on a primary (the interval is the
+ *   bench's POLL_INTERVAL_MS).
  *
  * usage: floor.ts [empty|yaml|logtape|modules|poll <dir>]
  * @module
@@ -30,13 +30,9 @@ async function main(variant: string, dir: string | undefined): Promise<void> {
   else if (variant === "modules") await import("../main.ts");
   else if (variant === "poll") {
     if (!dir) throw new Error("the poll variant needs a directory");
-    setInterval(async () => {
-      try {
-        await Deno.stat(`${dir}/.primary`);
-      } catch {
-        await Deno.stat(dir).catch(() => {});
-      }
-    }, POLL_INTERVAL_MS);
+    // Loaded here, not at the top, so the other variants stay without it.
+    const { PrimaryFilePoller } = await import("../lib/primary_file.ts");
+    new PrimaryFilePoller(dir, POLL_INTERVAL_MS, () => {}, Date.now).start();
   } else if (variant !== "empty") throw new Error(`unknown floor variant ${variant}`);
   // Same shape as the supervisor's JSON log lines, so the bench reads its stamp the same way.
   console.log(JSON.stringify({ "@timestamp": new Date().toISOString(), message: "floor up" }));

@@ -27,6 +27,8 @@ export interface IdleResult {
   peakRssMB: number;
   /** VmRSS at the end of the window, MB. */
   rssMB: number;
+  /** RssFile at the end of the window, MB: file-backed pages, mostly the executable's code. */
+  fileRssMB: number;
 }
 
 /** One subject and role to idle. */
@@ -71,6 +73,7 @@ export async function measureIdle(
         cpuSecPerMinWithReaped: ((self + reaped) / windowS) * 60,
         peakRssMB: mem.peakMiB * MB,
         rssMB: mem.currentMiB * MB,
+        fileRssMB: mem.fileMiB * MB,
       };
     };
     const results: IdleResult[] = nodes.map((n, i) => {

@@ -51,9 +51,11 @@ export interface Memory {
   peakMiB: number;
   /** VmRSS: the resident set now. */
   currentMiB: number;
+  /** RssFile: the part of it that is file-backed (the executable's own pages, shared, reclaimable). */
+  fileMiB: number;
 }
 
-/** Reads VmHWM and VmRSS from `/proc/<pid>/status`. */
+/** Reads VmHWM, VmRSS and RssFile from `/proc/<pid>/status`. */
 export function readMemory(pid: number): Memory {
   const text = Deno.readTextFileSync(`/proc/${pid}/status`);
   const kib = (key: string): number => {
@@ -61,7 +63,11 @@ export function readMemory(pid: number): Memory {
     if (!m) throw new Error(`/proc/${pid}/status has no ${key}`);
     return Number(m[1]);
   };
-  return { peakMiB: kib("VmHWM") / 1024, currentMiB: kib("VmRSS") / 1024 };
+  return {
+    peakMiB: kib("VmHWM") / 1024,
+    currentMiB: kib("VmRSS") / 1024,
+    fileMiB: kib("RssFile") / 1024,
+  };
 }
 
 /** True while `/proc/<pid>` exists: running, or exited but not yet reaped by its parent. */

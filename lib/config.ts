@@ -144,7 +144,7 @@ export const SETTINGS: readonly SettingDoc[] = [
   {
     name: "NDLS_HEALTH_INTERVAL",
     default: "500ms",
-    meaning: "readiness poll interval; the first probes come sooner (20 ms, doubling up to it)",
+    meaning: "readiness poll interval; the first probes come sooner (10 ms, doubling up to it)",
   },
   {
     name: "NDLS_READY_WARNING",

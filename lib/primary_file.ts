@@ -10,8 +10,21 @@ import type { FileView } from "./role.ts";
 /** A stat still unanswered after this long means the FUSE mount hangs. */
 export const STAT_HUNG_MS = 2000;
 
-/** Reads `.primary` once: present (with the primary's hostname), absent, or an error. */
-export async function readPrimaryFile(mountDir: string): Promise<FileView> {
+/**
+ * While `.primary` stays absent, the mount dir itself is checked only every
+ * this many polls (about once a second at the default interval). Each check
+ * is a second stat per poll, most of an idle primary's CPU time; a mount dir
+ * that vanishes is a misconfiguration, not a failover, and a broken FUSE mount
+ * fails the file's own stat at once ("transport endpoint is not connected").
+ */
+export const DIR_CHECK_EVERY = 5;
+
+/**
+ * Reads `.primary` once: present (with the primary's hostname), absent, or an
+ * error. `checkDir` (the default) also proves the mount dir exists when the
+ * file does not, so a missing dir is an error rather than "absent".
+ */
+export async function readPrimaryFile(mountDir: string, checkDir = true): Promise<FileView> {
   const path = `${mountDir}/.primary`;
   try {
     await Deno.stat(path);
@@ -19,7 +32,7 @@ export async function readPrimaryFile(mountDir: string): Promise<FileView> {
     return { state: "present", hostname };
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      // The file is absent; but an absent mount dir is an error, not "absent".
+      if (!checkDir) return { state: "absent" };
       try {
         const st = await Deno.stat(mountDir);
         if (st.isDirectory) return { state: "absent" };
@@ -43,6 +56,7 @@ export class PrimaryFilePoller {
   #again = false;
   #last: FileView = { state: "unread" };
   #waiters: (() => void)[] = [];
+  #reads = 0;
 
   /** @param onChange called whenever the view differs from the previous one */
   constructor(
@@ -100,7 +114,10 @@ export class PrimaryFilePoller {
       this.#inflightSince = this.#now();
       const waiters = this.#waiters;
       this.#waiters = [];
-      const v = await readPrimaryFile(this.#mountDir);
+      // The dir is checked on every read that could change the view to
+      // "absent", and otherwise every DIR_CHECK_EVERY-th read.
+      const checkDir = this.#last.state !== "absent" || this.#reads++ % DIR_CHECK_EVERY === 0;
+      const v = await readPrimaryFile(this.#mountDir, checkDir);
       this.#inflightSince = null;
       this.#set(v);
       for (const w of waiters) w();

@@ -13,11 +13,12 @@ export const PROBE_TIMEOUT_MS = 1000;
 /**
  * Delay before the second probe. A small app binds its port tens of
  * milliseconds after the spawn, so the first probe (sent at once) usually
- * fails; probing again this soon, doubling up to the configured interval,
- * registers a quick starter within a few tens of milliseconds of its first
- * answer instead of one whole interval later, for a few probes more per start.
+ * fails; probing again this soon, doubling up to the configured interval
+ * (10, 30, 70, 150 ms… after the spawn), registers a quick starter within
+ * milliseconds of its first answer instead of one whole interval later, for
+ * a handful of refused connections more per start.
  */
-export const FIRST_RETRY_MS = 20;
+export const FIRST_RETRY_MS = 10;
 
 /**
  * The pause after the n-th failed probe (n from 0): {@link FIRST_RETRY_MS}

@@ -3,7 +3,7 @@ import { FIRST_RETRY_MS, probeDelay, waitReady } from "../lib/readiness.ts";
 
 Deno.test("probes again soon after a failed first probe, doubling up to the interval", () => {
   const delays = Array.from({ length: 8 }, (_, n) => probeDelay(n, 500));
-  assertEquals(delays, [20, 40, 80, 160, 320, 500, 500, 500]);
+  assertEquals(delays, [10, 20, 40, 80, 160, 320, 500, 500]);
   assertEquals(probeDelay(0, 10), 10, "an interval below the first retry caps it");
   assertEquals(probeDelay(0, 500), FIRST_RETRY_MS);
 });
