@@ -17,7 +17,10 @@ export const USAGE = `Usage:
   navidrome-litefs-supervisor doctor [-- <navidrome> …]       check settings, Consul and LiteFS, then exit
   navidrome-litefs-supervisor --version | --help
 
-Settings come from NDLS_* and CONSUL_HTTP_* environment variables (see README).`;
+Settings come from NDLS_* variables, Consul's client variables (CONSUL_HTTP_ADDR,
+CONSUL_HTTP_TOKEN[_FILE], CONSUL_HTTP_SSL, CONSUL_CACERT) and litefs.yml (NDLS_LITEFS_CONFIG,
+default /etc/litefs.yml): see the README's Configuration section. Exit codes: 0 stopped by a
+signal, 1 internal error, 75 Navidrome kept crashing, 78 bad configuration, 130 second signal.`;
 
 /** Raised for a malformed command line; the message is one line. */
 export class UsageError extends Error {

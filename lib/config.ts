@@ -323,7 +323,7 @@ export function loadConfig(src: ConfigSources = realSources): Config {
     const t = text.toLowerCase();
     if (["true", "1", "yes", "on"].includes(t)) return true;
     if (["false", "0", "no", "off"].includes(t)) return false;
-    problems.push(`${n}=${JSON.stringify(text)}: expected true or false`);
+    problems.push(`${n}=${JSON.stringify(text)}: expected true or false (or 1/0, yes/no, on/off)`);
     return def;
   };
   const integer = (n: string, def: number, min: number, max: number): number => {

@@ -355,8 +355,8 @@ export class Supervisor {
       case "gaveUp":
         this.metrics.childRestarts++;
         this.#log.error(
-          "Navidrome failed {n} times in a row (last: {how}); giving up so LiteFS releases the lease",
-          { n: a.failures, how: describeExit(a.exit) },
+          "Navidrome failed {times} in a row (last: {how}); giving up so LiteFS releases the lease",
+          { times: a.failures === 1 ? "once" : `${a.failures} times`, how: describeExit(a.exit) },
         );
         return;
       case "register":

@@ -21,7 +21,8 @@ export function unknownSettings(
     let best: string | null = null;
     let bestDistance = MAX_SUGGESTION_DISTANCE + 1;
     for (const k of known) {
-      const d = editDistance(name, k);
+      // Names are case-sensitive, but a wrong case is still the likely meaning.
+      const d = editDistance(name.toUpperCase(), k);
       if (d < bestDistance) [best, bestDistance] = [k, d];
     }
     return { name, suggestion: best };

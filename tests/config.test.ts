@@ -167,7 +167,11 @@ const bad: [string, Record<string, string>, string][] = [
     { NDLS_STOP_TIMEOUT: "10" },
     'NDLS_STOP_TIMEOUT="10": expected a duration such as 250ms, 10s or 1m',
   ],
-  ["NDLS_WATCH", { NDLS_WATCH: "maybe" }, 'NDLS_WATCH="maybe": expected true or false'],
+  [
+    "NDLS_WATCH",
+    { NDLS_WATCH: "maybe" },
+    'NDLS_WATCH="maybe": expected true or false (or 1/0, yes/no, on/off)',
+  ],
   [
     "NDLS_MAX_FAILURES",
     { NDLS_MAX_FAILURES: "0" },

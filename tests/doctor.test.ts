@@ -208,7 +208,11 @@ Deno.test("doctor fails when the Consul agent is down", async () => {
     const agent = row(run, "consul agent");
     assertEquals(agent.result, "FAIL");
     assertIncludes(agent.detail, s.env.CONSUL_HTTP_ADDR);
-    assert(!run.rows.some((r) => r.check === "consul token"), "probed a dead agent");
+    const token = row(run, "consul token");
+    assertEquals([token.result, token.detail], [
+      "WARN",
+      "not checked: it needs an agent that answers",
+    ]);
     assertNoToken(run);
   } finally {
     await Deno.remove(s.dir, { recursive: true });
@@ -223,10 +227,13 @@ Deno.test("doctor reports each invalid setting on its own FAIL line", async () =
       CONSUL_HTTP_ADDR: "unix:///run/consul.sock",
       NDLS_POLL_INTERVAL: "fast",
       NDLS_SERVICE_PORT: "99999",
+      // A typo beside failing settings is still named: it is often their cause.
+      NDLS_LITEFS_CONFG: "/my/litefs.yml",
     });
     assertEquals(run.code, 1);
     const settings = run.rows.filter((r) => r.check === "settings");
-    assertEquals(settings.map((r) => r.result), ["FAIL", "FAIL", "FAIL"], run.stdout);
+    assertEquals(settings.map((r) => r.result), ["FAIL", "FAIL", "FAIL", "WARN"], run.stdout);
+    assertIncludes(settings[3].detail, "NDLS_LITEFS_CONFG is not a setting");
     const text = settings.map((r) => r.detail).join("\n");
     assertIncludes(text, "CONSUL_HTTP_ADDR=");
     assertIncludes(text, `NDLS_POLL_INTERVAL="fast"`);

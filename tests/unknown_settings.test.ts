@@ -13,6 +13,12 @@ Deno.test("an NDLS_ name that is no setting is found, with the setting it likely
   );
 });
 
+Deno.test("a name in the wrong case is unknown, and the suggestion is the right case", () => {
+  assertEquals(unknownSettings(["NDLS_stop_timeout"], KNOWN), [
+    { name: "NDLS_stop_timeout", suggestion: "NDLS_STOP_TIMEOUT" },
+  ]);
+});
+
 Deno.test("known settings and other prefixes are not reported", () => {
   assertEquals(unknownSettings(["NDLS_WATCH", "ND_DATAFOLDER", "CONSUL_HTTP_ADDR"], KNOWN), []);
 });

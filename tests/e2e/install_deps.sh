@@ -9,21 +9,22 @@
 #   outside the repository (nothing of their source is vendored or kept);
 # - prints the binary paths on stdout as shell assignments:
 #       eval "$(tests/e2e/install_deps.sh)"
-#   defines LITEFS, LITEFS_VERSION, NAVIDROME, NAVIDROME_VERSION, NDLS_E2E_CACHE.
+#   defines LITEFS, LITEFS_VERSION, NAVIDROME, NAVIDROME_VERSION, E2E_CACHE.
 #
 # Idempotent: does nothing but print the paths when everything is present.
 # Progress goes to stderr.
 #
 # Environment:
-#   NDLS_E2E_CACHE          cache dir (default ${XDG_CACHE_HOME:-$HOME/.cache}/navidrome-litefs-e2e)
-#   NDLS_LITEFS_VERSION     default v0.5.14
-#   NDLS_NAVIDROME_VERSION  default v0.63.2 (newest v0.63.x the module proxy serves)
-#   NDLS_SKIP_APT=1         do not touch apt (fail later if something is missing)
+#   E2E_CACHE              cache dir (default ${XDG_CACHE_HOME:-$HOME/.cache}/navidrome-litefs-e2e)
+#   E2E_LITEFS_VERSION     default v0.5.14
+#   E2E_NAVIDROME_VERSION  default v0.63.2 (newest v0.63.x the module proxy serves)
+#   E2E_SKIP_APT=1         do not touch apt (fail later if something is missing)
+# (Not NDLS_*: that prefix is the supervisor's, and doctor flags unknown names in it.)
 set -euo pipefail
 
-LITEFS_VERSION="${NDLS_LITEFS_VERSION:-v0.5.14}"
-NAVIDROME_VERSION="${NDLS_NAVIDROME_VERSION:-v0.63.2}"
-CACHE="${NDLS_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/navidrome-litefs-e2e}"
+LITEFS_VERSION="${E2E_LITEFS_VERSION:-v0.5.14}"
+NAVIDROME_VERSION="${E2E_NAVIDROME_VERSION:-v0.63.2}"
+CACHE="${E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/navidrome-litefs-e2e}"
 BIN="$CACHE/bin"
 LITEFS="$BIN/litefs"
 NAVIDROME="$BIN/navidrome-$NAVIDROME_VERSION"
@@ -43,8 +44,8 @@ pkg_installed() {
 }
 
 ensure_apt_packages() {
-  if [ "${NDLS_SKIP_APT:-}" = 1 ]; then
-    log "NDLS_SKIP_APT=1: not checking apt packages"
+  if [ "${E2E_SKIP_APT:-}" = 1 ]; then
+    log "E2E_SKIP_APT=1: not checking apt packages"
     return
   fi
   if ! command -v dpkg-query >/dev/null 2>&1; then
@@ -133,7 +134,7 @@ else
 fi
 
 # --------------------------------------------------------------------- output
-printf 'NDLS_E2E_CACHE=%q\n' "$CACHE"
+printf 'E2E_CACHE=%q\n' "$CACHE"
 printf 'LITEFS=%q\n' "$LITEFS"
 printf 'LITEFS_VERSION=%q\n' "$LITEFS_VERSION"
 printf 'NAVIDROME=%q\n' "$NAVIDROME"

@@ -77,7 +77,7 @@ export async function withCluster(
       `${o.sampler.maxStalePassingMs} ms, max Navidrome on a non-holder ` +
       `${o.sampler.maxForeignRunMs} ms, ${o.sampler.violations.length} violations`,
   );
-  if (failure || violations || Deno.env.get("NDLS_E2E_KEEP_LOGS") === "1") await keepLogs(o);
+  if (failure || violations || Deno.env.get("E2E_KEEP_LOGS") === "1") await keepLogs(o);
   await o.close();
   if (failure) {
     throw new Error(`${(failure as Error).message ?? failure}\n${tails}`, { cause: failure });
@@ -87,7 +87,7 @@ export async function withCluster(
 
 /**
  * Where node logs are kept (git-ignored) when a scenario fails, or always
- * with `NDLS_E2E_KEEP_LOGS=1`; the directory is printed.
+ * with `E2E_KEEP_LOGS=1`; the directory is printed.
  */
 export const FAILED_LOGS_DIR = new URL("../../.e2e-logs/", import.meta.url).pathname;
 
