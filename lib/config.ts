@@ -451,7 +451,7 @@ export function loadConfig(src: ConfigSources = realSources): Config {
       problems.push(
         `NDLS_STATUS_ADDR=${
           JSON.stringify(statusText)
-        }: expected host:port or a port (binds 127.0.0.1); every interface is 0.0.0.0:<port>`,
+        }: expected host:port, :port (every interface) or a port (binds 127.0.0.1)`,
       );
     }
   }
@@ -507,19 +507,23 @@ function loadConsul(
 
   let token: Secret | null = null;
   const tokenFile = raw("CONSUL_HTTP_TOKEN_FILE");
+  // A value with no "/" may be the token itself, put in the wrong variable: never echo it.
+  const fileShown = tokenFile?.includes("/")
+    ? `CONSUL_HTTP_TOKEN_FILE=${JSON.stringify(tokenFile)}`
+    : "CONSUL_HTTP_TOKEN_FILE (value hidden: not a path; is it the token itself?)";
   if (tokenFile !== undefined) {
     try {
       const t = src.readTextFile(tokenFile).trim();
       if (t === "") {
-        problems.push(`CONSUL_HTTP_TOKEN_FILE=${JSON.stringify(tokenFile)}: file is empty`);
+        problems.push(`${fileShown}: file is empty`);
       } else if (!TOKEN_CHARS.test(t)) {
         problems.push(
-          `CONSUL_HTTP_TOKEN_FILE=${JSON.stringify(tokenFile)}: ${TOKEN_CHARS_PROBLEM}`,
+          `${fileShown}: ${TOKEN_CHARS_PROBLEM}`,
         );
       }
       token = new Secret(t);
     } catch (e) {
-      problems.push(`CONSUL_HTTP_TOKEN_FILE=${JSON.stringify(tokenFile)}: ${errText(e)}`);
+      problems.push(`${fileShown}: ${errText(e)}`);
     }
   } else {
     const t = src.env("CONSUL_HTTP_TOKEN")?.trim();
@@ -572,15 +576,22 @@ function loadConsul(
       }: "${roleTag}" is the role tag the supervisor adds itself`,
     );
   }
-  const address = raw("NDLS_SERVICE_ADDRESS") ?? raw("NOMAD_HOST_IP_navidrome") ?? "";
+  // Each value is reported under the variable it came from.
+  const [addressVar, address] = firstSet(
+    raw,
+    ["NDLS_SERVICE_ADDRESS", "NOMAD_HOST_IP_navidrome"],
+    "",
+  );
   const addressProblem = address === "" ? null : hostProblem(address);
-  if (addressProblem) {
-    problems.push(`NDLS_SERVICE_ADDRESS=${JSON.stringify(address)}: ${addressProblem}`);
-  }
-  const portText = raw("NDLS_SERVICE_PORT") ?? raw("NOMAD_HOST_PORT_navidrome") ?? "4533";
+  if (addressProblem) problems.push(`${addressVar}=${JSON.stringify(address)}: ${addressProblem}`);
+  const [portVar, portText] = firstSet(
+    raw,
+    ["NDLS_SERVICE_PORT", "NOMAD_HOST_PORT_navidrome"],
+    "4533",
+  );
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port < 1 || port > 65535) {
-    problems.push(`NDLS_SERVICE_PORT=${JSON.stringify(portText)}: expected a port from 1 to 65535`);
+    problems.push(`${portVar}=${JSON.stringify(portText)}: expected a port from 1 to 65535`);
   }
   const checkHost = address === "" ? "127.0.0.1" : address.includes(":") ? `[${address}]` : address;
   const checkText = raw("NDLS_CHECK_HTTP");
@@ -648,6 +659,19 @@ export function consulUrl(addr: string, ssl: boolean): string | { error: string 
   }
 }
 
+/** The first of `names` that is set, and its value; the fallback under the first name. */
+function firstSet(
+  raw: (n: string) => string | undefined,
+  names: readonly string[],
+  fallback: string,
+): [string, string] {
+  for (const n of names) {
+    const v = raw(n);
+    if (v !== undefined) return [n, v];
+  }
+  return [names[0], fallback];
+}
+
 /**
  * Why `host` is not a host name or an IP address as Consul's Address wants
  * it, or null when it is one. The port has its own setting, and an IPv6
@@ -665,23 +689,29 @@ function hostProblem(host: string): string | null {
       return "expected a host name or IP";
     }
   }
-  return /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)
+  // Underscores and a trailing dot occur in real host names, and resolvers take them.
+  return /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$/.test(host)
     ? null
     : "expected a host name or IP";
 }
 
 /** A URL or address for a message: any `user:password@` part replaced. */
 function withoutCredentials(text: string): string {
-  return text.replace(/^([a-z]+:\/\/)?[^/@\s]*@/i, "$1[credentials]@");
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^@]*@/i, "$1[credentials]@");
 }
 
 /** Parses `host:port`, `[v6]:port` or a bare port (loopback) for a listener. */
 export function parseListenAddr(text: string): { hostname: string; port: number } | null {
-  const m = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(text.trim());
+  const m = /^(?:(\[[^\]]+\]|[^:]*):)?(\d+)$/.exec(text.trim());
   if (!m) return null;
   const port = Number(m[2]);
   if (port > 65535) return null;
-  const host = m[1] === undefined ? "127.0.0.1" : m[1].replace(/^\[|\]$/g, "");
+  // Go's ":port" (as in LiteFS's http.addr) is every interface, written out.
+  const host = m[1] === undefined
+    ? "127.0.0.1"
+    : m[1] === ""
+    ? "0.0.0.0"
+    : m[1].replace(/^\[|\]$/g, "");
   return { hostname: host, port };
 }
 
@@ -699,6 +729,9 @@ function hiddenAware(
     try {
       return env(name);
     } catch (e) {
+      // `${VAR=default}` makes Go look up a name with "=" in it: no such
+      // variable can exist, so it expands to nothing, as in LiteFS.
+      if (e instanceof TypeError) return undefined;
       if (!(e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied)) {
         throw e;
       }

@@ -55,15 +55,19 @@ export async function doctorRows(
   configError: unknown,
 ): Promise<DoctorRow[]> {
   // A typo is often the cause of a failing setting, so these come either way.
-  const unknown: DoctorRow[] = unknownSettings(
-    await environmentNames() ?? [],
-    SETTINGS.map((s) => s.name),
-  ).map((u) => ({
-    check: "settings",
-    result: "WARN",
-    detail: `${u.name} is not a setting and is ignored` +
-      (u.suggestion ? ` (did you mean ${u.suggestion}?)` : ""),
-  }));
+  const names = await environmentNames();
+  const unknown: DoctorRow[] = names === null
+    ? [{
+      check: "settings",
+      result: "WARN",
+      detail: "unknown NDLS_ names not checked: `env` could not be run",
+    }]
+    : unknownSettings(names, SETTINGS.map((s) => s.name)).map((u): DoctorRow => ({
+      check: "settings",
+      result: "WARN",
+      detail: `${u.name} is not a setting and is ignored` +
+        (u.suggestion ? ` (did you mean ${u.suggestion}?)` : ""),
+    }));
   if (!config) {
     const msg = configError instanceof Error ? configError.message : String(configError);
     const failed = msg.split("\n").map((line): DoctorRow => ({

@@ -5,10 +5,22 @@
  */
 
 import type { Config } from "./config.ts";
-import { EventStream, fetchInfo, type LeaderEvent } from "./litefs_api.ts";
+import { EVENTS_STABLE_MS, EventStream, fetchInfo, type LeaderEvent } from "./litefs_api.ts";
 import { PrimaryFilePoller } from "./primary_file.ts";
 import { type ApiView, deriveRole, type FileView, type Role } from "./role.ts";
 import { errorText } from "./error_text.ts";
+
+/**
+ * After a failed `/info`, ask again this soon instead of at the next
+ * interval: one failure must not outlast the unknown-role grace, and the end
+ * of a wedge should be noticed within a fraction of a second.
+ */
+export const INFO_RETRY_MS = 500;
+/**
+ * Consecutive `/info` failures, with the event stream open, before the API
+ * counts as not answering: a single 500 or timeout is retried, not acted on.
+ */
+export const INFO_FAILURES_TO_WEDGE = 2;
 
 /** Which input produced the newest role. */
 export type RoleCause = "start" | "event" | "info" | "poll" | "api-lost";
@@ -51,6 +63,11 @@ export class Leadership {
   /** `/info` requests sent, and the newest one whose answer was applied. */
   #infoSent = 0;
   #infoApplied = 0;
+  /** Consecutive failed `/info` requests. */
+  #infoFailures = 0;
+  #infoRetry: ReturnType<typeof setTimeout> | null = null;
+  /** Set while a reconnected stream has to prove itself before its recovery is logged. */
+  #streamStable: ReturnType<typeof setTimeout> | null = null;
 
   /** @param onChange called whenever the role (kind, primary or reason) changes */
   constructor(cfg: Config, onChange: () => void, log: LeadershipLog, now: () => number) {
@@ -59,7 +76,13 @@ export class Leadership {
     this.#log = log;
     this.#now = now;
     this.#api = cfg.litefsApi
-      ? { reachable: false, isPrimary: null, primaryHostname: null, detail: "not contacted yet" }
+      ? {
+        reachable: false,
+        wedged: false,
+        isPrimary: null,
+        primaryHostname: null,
+        detail: "not contacted yet",
+      }
       : null;
     this.#poller = new PrimaryFilePoller(
       cfg.mountDir,
@@ -74,12 +97,23 @@ export class Leadership {
       ? new EventStream(cfg.litefsApi, {
         onConnected: () => {
           this.#streamUp = true;
-          this.#apiProblem.events = null;
-          this.#log.apiState(true, "event stream connected");
+          if (this.#apiProblem.events === null) {
+            this.#log.apiState(true, "event stream connected");
+          } else {
+            // A stream that ends right after connecting would otherwise log a
+            // pair of lines per reconnect: its recovery counts once it lasts.
+            this.#streamStable = setTimeout(() => {
+              this.#streamStable = null;
+              this.#apiProblem.events = null;
+              this.#log.apiState(true, "event stream connected again");
+            }, EVENTS_STABLE_MS);
+          }
           this.#refreshInfo();
         },
         onEvent: (e) => this.#event(e),
         onDisconnected: (reason) => {
+          if (this.#streamStable !== null) clearTimeout(this.#streamStable);
+          this.#streamStable = null;
           this.#apiTrouble("events", reason);
           this.#streamUp = false;
           this.#api!.detail = reason;
@@ -115,6 +149,8 @@ export class Leadership {
     this.#abort.abort();
     this.#poller.stop();
     if (this.#infoTimer !== null) clearInterval(this.#infoTimer);
+    if (this.#infoRetry !== null) clearTimeout(this.#infoRetry);
+    if (this.#streamStable !== null) clearTimeout(this.#streamStable);
     try {
       this.#watcher?.close();
     } catch {
@@ -125,7 +161,6 @@ export class Leadership {
 
   #event(e: LeaderEvent): void {
     const api = this.#api!;
-    api.reachable = true;
     if (e.isPrimary) {
       // Promote on agreement: an event may be stale or out of order, so a claim
       // of primacy is confirmed by /info (one local request) before it counts.
@@ -133,6 +168,7 @@ export class Leadership {
       return;
     }
     // Demote on any signal: acting on a stale "not primary" is always safe.
+    api.reachable = true;
     this.#demotions++;
     api.isPrimary = false;
     api.primaryHostname = e.hostname;
@@ -155,24 +191,40 @@ export class Leadership {
         this.#apiProblem.info = null;
         this.#log.apiState(true, "/info answers again");
       }
+      this.#infoFailures = 0;
       api.reachable = true;
+      api.wedged = false;
       // A "not primary" event newer than this request beats its "primary" answer.
       if (!info.isPrimary || demotions === this.#demotions) {
         api.isPrimary = info.isPrimary;
         api.primaryHostname = info.primaryHostname;
       }
-      await this.#poller.poll();
-      this.#update(cause);
+      // A fresh answer may promote: read the file (and the mount dir) fresh too.
+      await this.#poller.poll({ checkDir: true });
+      this.#update(cause, true);
     } catch (e) {
       if (this.#abort.signal.aborted || seq < this.#infoApplied) return;
       this.#infoApplied = seq;
+      this.#infoFailures++;
+      this.#scheduleInfoRetry();
+      // With the stream open one failure is retried first. After that the
+      // open stream counts for nothing: it has no heartbeat, so beside a
+      // failing /info it proves nothing about the role.
+      if (this.#streamUp && this.#infoFailures < INFO_FAILURES_TO_WEDGE) return;
       api.detail = `/info: ${errorText(e)}`;
-      // Even with the event stream open: it has no heartbeat, so a silent
-      // stream beside a failing /info proves nothing about the role.
       api.reachable = false;
+      api.wedged = this.#streamUp;
       this.#apiTrouble("info", api.detail);
-      this.#update("api-lost");
+      this.#update("api-lost", true);
     }
+  }
+
+  #scheduleInfoRetry(): void {
+    if (this.#infoRetry !== null || this.#abort.signal.aborted) return;
+    this.#infoRetry = setTimeout(() => {
+      this.#infoRetry = null;
+      this.#refreshInfo();
+    }, INFO_RETRY_MS);
   }
 
   /** Logs API trouble once per source and reason (a reconnected stream starts afresh). */
@@ -199,10 +251,20 @@ export class Leadership {
     this.#log.mountState(detail);
   }
 
-  #update(cause: RoleCause): void {
+  /**
+   * Re-derives the role. `fresh` says the API view was just read (or just
+   * failed); a step into primary on anything older is first confirmed with
+   * `/info`, so a stale "primary" answer never starts Navidrome on a replica
+   * whose `.primary` vanished.
+   */
+  #update(cause: RoleCause, fresh = false): void {
     const file: FileView = this.#poller.view;
     const role = deriveRole(this.#api, file, this.#cfg.leadership);
     const old = this.#view.role;
+    if (!fresh && role.kind === "primary" && old.kind !== "primary" && this.#api !== null) {
+      this.#refreshInfo(cause);
+      return;
+    }
     if (role.kind === old.kind && role.primary === old.primary && role.reason === old.reason) {
       return;
     }

@@ -20,6 +20,13 @@ export interface LeaderEvent {
 export const INFO_TIMEOUT_MS = 1000;
 /** First reconnect delay of the event stream: a restarting LiteFS is back quickly. */
 export const EVENTS_RECONNECT_MIN_MS = 100;
+/**
+ * A connection that lasted this long was a working stream: the reconnect
+ * backoff starts over. One that ended sooner (a LiteFS that closes the
+ * stream right after `init`) keeps the backoff growing, so a broken stream
+ * costs a reconnect every couple of seconds, not ten a second.
+ */
+export const EVENTS_STABLE_MS = 5000;
 /** Reconnect delay cap: the API is local and `/info` polling covers the gap anyway. */
 export const EVENTS_RECONNECT_MAX_MS = 2000;
 /**
@@ -113,7 +120,7 @@ export class EventStream {
     let delay = EVENTS_RECONNECT_MIN_MS;
     const signal = this.#abort.signal;
     while (!signal.aborted) {
-      let sawData = false;
+      let connectedAt: number | null = null;
       try {
         const res = await fetch(this.#url, { signal });
         if (!res.ok || !res.body) {
@@ -121,9 +128,9 @@ export class EventStream {
           throw new Error(`/events answered ${res.status}`);
         }
         this.#h.onConnected();
+        connectedAt = performance.now();
         let buf = "";
         for await (const chunk of res.body.pipeThrough(new TextDecoderStream())) {
-          sawData = true;
           buf += chunk;
           let nl: number;
           while ((nl = buf.indexOf("\n")) !== -1) {
@@ -141,7 +148,9 @@ export class EventStream {
         if (signal.aborted) return;
         this.#h.onDisconnected(errorText(e));
       }
-      if (sawData) delay = EVENTS_RECONNECT_MIN_MS;
+      if (connectedAt !== null && performance.now() - connectedAt >= EVENTS_STABLE_MS) {
+        delay = EVENTS_RECONNECT_MIN_MS;
+      }
       await abortableDelay(delay, signal);
       delay = Math.min(EVENTS_RECONNECT_MAX_MS, delay * 2);
     }

@@ -57,6 +57,7 @@ export class PrimaryFilePoller {
   #last: FileView = { state: "unread" };
   #waiters: (() => void)[] = [];
   #reads = 0;
+  #forceDirCheck = false;
 
   /** @param onChange called whenever the view differs from the previous one */
   constructor(
@@ -90,9 +91,11 @@ export class PrimaryFilePoller {
 
   /**
    * Reads now (or right after the read under way). Resolves once a read that
-   * began after this call has finished, so a caller sees a fresh view.
+   * began after this call has finished, so a caller sees a fresh view;
+   * `checkDir` makes that read prove the mount dir exists, whatever the cadence.
    */
-  poll(): Promise<void> {
+  poll(opts: { checkDir?: boolean } = {}): Promise<void> {
+    if (opts.checkDir) this.#forceDirCheck = true;
     const done = new Promise<void>((r) => this.#waiters.push(r));
     if (this.#inflightSince !== null) {
       this.#again = true;
@@ -115,8 +118,10 @@ export class PrimaryFilePoller {
       const waiters = this.#waiters;
       this.#waiters = [];
       // The dir is checked on every read that could change the view to
-      // "absent", and otherwise every DIR_CHECK_EVERY-th read.
-      const checkDir = this.#last.state !== "absent" || this.#reads++ % DIR_CHECK_EVERY === 0;
+      // "absent", on request, and otherwise every DIR_CHECK_EVERY-th read.
+      const checkDir = this.#last.state !== "absent" || this.#forceDirCheck ||
+        this.#reads++ % DIR_CHECK_EVERY === 0;
+      this.#forceDirCheck = false;
       const v = await readPrimaryFile(this.#mountDir, checkDir);
       this.#inflightSince = null;
       this.#set(v);

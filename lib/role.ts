@@ -22,6 +22,12 @@ export interface Role {
 export interface ApiView {
   /** The event stream is connected, or the last `/info` call succeeded. */
   reachable: boolean;
+  /**
+   * The event stream is open but `/info` keeps failing: LiteFS's HTTP side
+   * is wedged. Not reachable, and not "unreachable" either, so file mode may
+   * not promote on an absent `.primary` (LiteFS is there, and says nothing).
+   */
+  wedged: boolean;
   /** `isPrimary` from the newest event or `/info`; null before the first answer. */
   isPrimary: boolean | null;
   /** The primary's hostname from the newest event or `/info`, when given. */
@@ -70,8 +76,8 @@ export function deriveRole(api: ApiView | null, file: FileView, mode: Leadership
     ? "LiteFS API off"
     : api.reachable
     ? "LiteFS API has not answered yet"
-    : `LiteFS API unreachable (${api.detail})`;
-  if (mode === "file") {
+    : `LiteFS API ${api.wedged ? "not answering" : "unreachable"} (${api.detail})`;
+  if (mode === "file" && !api?.wedged) {
     if (file.state === "absent") {
       return { kind: "primary", primary: null, reason: `${apiWhy}; .primary absent (file mode)` };
     }

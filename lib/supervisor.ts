@@ -49,8 +49,8 @@ export const CONSUL_RETRY_MAX_MS = 30_000;
  * is re-read this often, so a missed wake-up costs at most this much.
  */
 export const MAX_IDLE_TICK_MS = 1000;
-/** Set over Navidrome's inherited environment: the token blanked (it cannot be unset). */
-const CHILD_ENV = { CONSUL_HTTP_TOKEN: "" };
+/** Set over Navidrome's inherited environment: the token and its file blanked (they cannot be unset). */
+const CHILD_ENV = { CONSUL_HTTP_TOKEN: "", CONSUL_HTTP_TOKEN_FILE: "" };
 
 /** The Consul agent surface the driver needs (a real agent or a test fake). */
 export type AgentLike = Pick<
@@ -109,6 +109,7 @@ export class Supervisor {
   #ready = false;
   #readyAbort: AbortController | null = null;
   #loggedExitSeq = 0;
+  #stopSignals = 0;
 
   /** @param command Navidrome's command line, run without a shell */
   constructor(cfg: Config, command: readonly string[], deps: SupervisorDeps = {}) {
@@ -163,12 +164,17 @@ export class Supervisor {
    * stop Navidrome, exit 0); any later call kills the group and exits at once.
    */
   requestShutdown(signal: string): void {
-    const kind = this.#shutdown ? "immediate" : "graceful";
+    // Counted apart from fail(): an internal error's stop is no first signal.
+    const kind = ++this.#stopSignals === 1 ? "graceful" : "immediate";
     this.#log.info("{signal}: {what}", {
       signal,
       what: kind === "graceful" ? "stopping gracefully" : "second signal, killing Navidrome now",
     });
-    this.#shutdown = { kind, at: this.#now() };
+    this.#shutdown = {
+      kind,
+      at: this.#shutdown?.at ?? this.#now(),
+      failure: this.#shutdown?.failure ?? false,
+    };
     this.#notify();
   }
 
@@ -179,8 +185,10 @@ export class Supervisor {
    */
   fail(error: unknown): void {
     this.#log.fatal("internal error, stopping: {error}", { error: errorText(error) });
-    if (this.#shutdown) return;
-    this.#shutdown = { kind: "graceful", at: this.#now(), failure: true };
+    // A stop under way carries on as it is, but ends in exit 1 all the same.
+    this.#shutdown = this.#shutdown
+      ? { ...this.#shutdown, failure: true }
+      : { kind: "graceful", at: this.#now(), failure: true };
     this.#notify();
   }
 

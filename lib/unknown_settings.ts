@@ -12,12 +12,16 @@ export interface UnknownSetting {
   suggestion: string | null;
 }
 
-/** Names under `NDLS_` that `known` lacks, each with the closest known name (at most 3 edits). */
+/**
+ * Names under `NDLS_` (in any case) that `known` lacks, each with the
+ * closest known name (at most 3 edits).
+ */
 export function unknownSettings(
   names: readonly string[],
   known: readonly string[],
 ): UnknownSetting[] {
-  return names.filter((n) => n.startsWith("NDLS_") && !known.includes(n)).sort().map((name) => {
+  const candidates = names.filter((n) => n.toUpperCase().startsWith("NDLS_") && !known.includes(n));
+  return candidates.sort().map((name) => {
     let best: string | null = null;
     let bestDistance = MAX_SUGGESTION_DISTANCE + 1;
     for (const k of known) {

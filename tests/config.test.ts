@@ -225,7 +225,7 @@ const bad: [string, Record<string, string>, string][] = [
   [
     "NDLS_STATUS_ADDR",
     { NDLS_STATUS_ADDR: "localhost" },
-    'NDLS_STATUS_ADDR="localhost": expected host:port or a port (binds 127.0.0.1); every interface is 0.0.0.0:<port>',
+    'NDLS_STATUS_ADDR="localhost": expected host:port, :port (every interface) or a port (binds 127.0.0.1)',
   ],
   [
     "CONSUL_HTTP_ADDR",
@@ -347,6 +347,57 @@ Deno.test("an http.addr LiteFS could not listen on is refused", () => {
 
 Deno.test("several bad values are all reported, one line each", () => {
   assertEquals(problems({ NDLS_WATCH: "x", NDLS_POLL_INTERVAL: "y" }).length, 2);
+});
+
+Deno.test("the status listener binds every interface for Go's :port", () => {
+  assertEquals(loadConfig(sources({ NDLS_STATUS_ADDR: ":9464" })).statusAddr, {
+    hostname: "0.0.0.0",
+    port: 9464,
+  });
+});
+
+Deno.test("host names with underscores or a trailing dot are service addresses", () => {
+  for (const host of ["node_a.example.com", "nomad-1.example.com."]) {
+    assertEquals(loadConfig(sources({ NDLS_SERVICE_ADDRESS: host })).consul.address, host);
+  }
+});
+
+Deno.test("a bad Nomad address or port is reported under the Nomad variable it came from", () => {
+  assertEquals(
+    problems({ NOMAD_HOST_IP_navidrome: "10.0.0.5:1", NOMAD_HOST_PORT_navidrome: "x" }),
+    [
+      'NOMAD_HOST_IP_navidrome="10.0.0.5:1": expected a host name or IP without a port (see NDLS_SERVICE_PORT)',
+      'NOMAD_HOST_PORT_navidrome="x": expected a port from 1 to 65535',
+    ],
+  );
+});
+
+Deno.test("a token put in CONSUL_HTTP_TOKEN_FILE by mistake is never echoed", () => {
+  const token = "6f1c2b5e-0d5a-4f7e-9c1b-2a3b4c5d6e7f";
+  const p = problems({ CONSUL_HTTP_TOKEN_FILE: token });
+  assertEquals(p, [
+    "CONSUL_HTTP_TOKEN_FILE (value hidden: not a path; is it the token itself?): file not found",
+  ]);
+});
+
+Deno.test("credentials with a slash or a space in the password are still hidden", () => {
+  const p = problems({
+    CONSUL_HTTP_ADDR: "http://admin:s3cr/et@consul:8500",
+    NDLS_HEALTH_URL: "http://admin:p w@127.0.0.1:4533/ping",
+  });
+  assertEquals(p.length, 2);
+  for (const line of p) {
+    assert(!line.includes("s3cr") && !line.includes("p w"), line);
+    assertIncludes(line, "[credentials]@");
+  }
+});
+
+Deno.test("${VAR=default} in litefs.yml expands to nothing, as in LiteFS, instead of failing", () => {
+  const yml = "# candidate: ${LITEFS_CANDIDATE=true}\nfuse:\n  dir: /data\n";
+  const src = sources({}, { "/l.yml": yml });
+  // Deno's own lookup, which throws for a name with "=" in it.
+  const env = (n: string) => n === "NDLS_LITEFS_CONFIG" ? "/l.yml" : Deno.env.get(n);
+  assertEquals(loadConfig({ ...src, env }).mountDir, "/data");
 });
 
 Deno.test("the status listener binds loopback for a bare port", () => {

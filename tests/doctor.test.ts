@@ -289,6 +289,17 @@ Deno.test("doctor warns about an NDLS_ variable that is no setting, naming the l
   });
 });
 
+Deno.test("doctor says so when it cannot look for unknown NDLS_ names", async () => {
+  await withConsul(TOKEN, async (_consul, s) => {
+    // No `env` to run: the check is skipped, visibly.
+    const run = await runDoctor({ ...s.env, PATH: "/nonexistent", NDLS_STOP_TIMOUT: "30s" });
+    const warned = run.rows.filter((r) => r.check === "settings" && r.result === "WARN");
+    assertEquals(warned.map((r) => r.detail), [
+      "unknown NDLS_ names not checked: `env` could not be run",
+    ]);
+  });
+});
+
 Deno.test("doctor fails a mount dir that does not exist", async () => {
   await withConsul(TOKEN, async (_consul, s) => {
     const run = await runDoctor({ ...s.env, NDLS_MOUNT_DIR: `${s.dir}/nowhere` });

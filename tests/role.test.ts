@@ -3,6 +3,7 @@ import { type ApiView, deriveRole } from "../lib/role.ts";
 
 const api = (over: Partial<ApiView> = {}): ApiView => ({
   reachable: true,
+  wedged: false,
   isPrimary: true,
   primaryHostname: null,
   detail: "",
@@ -32,6 +33,13 @@ Deno.test("file mode lets an absent .primary decide when the API is unreachable"
   const down = api({ reachable: false, isPrimary: null });
   assertEquals(deriveRole(down, { state: "absent" }, "file").kind, "primary");
   assertEquals(deriveRole(null, { state: "absent" }, "file").kind, "primary");
+});
+
+Deno.test("file mode does not promote while LiteFS's API is wedged (stream open, /info failing)", () => {
+  const wedged = api({ reachable: false, wedged: true, isPrimary: false, detail: "/info: 500" });
+  const r = deriveRole(wedged, { state: "absent" }, "file");
+  assertEquals(r.kind, "unknown");
+  assertEquals(r.reason, "LiteFS API not answering (/info: 500); .primary absent proves nothing");
 });
 
 Deno.test("file mode still obeys a reachable API that says replica", () => {

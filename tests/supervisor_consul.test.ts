@@ -308,6 +308,7 @@ Deno.test("the token never reaches Navidrome's environment", async () => {
     const environ = Deno.readTextFileSync(`/proc/${pid}/environ`).split("\0");
     assertExcludes(environ.join("\n"), TOKEN);
     assert(environ.includes("CONSUL_HTTP_TOKEN="), "blanked, since it cannot be unset");
+    assert(environ.includes("CONSUL_HTTP_TOKEN_FILE="), "its file is not pointed to either");
     assert(environ.some((v) => v.startsWith("APP_STATE_FILE=")), "the rest is inherited");
   });
 });

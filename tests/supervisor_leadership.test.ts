@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
+import { assert, assertEquals, assertExcludes, assertIncludes } from "./support/assert.ts";
 import { InvariantMonitor, withNode } from "./support/harness.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -84,7 +84,7 @@ Deno.test("an event stream dropped mid-line reconnects and keeps the role right"
     await n.waitAppRunning();
     n.sim!.dropStreams({ midLine: true });
     await n.waitOutput("LiteFS API lost");
-    await n.waitOutput(/event stream connected[\s\S]*event stream connected/);
+    await waitFor(() => n.sim!.streamCount === 1, { timeoutMs: 5_000, what: "a new stream" });
     n.demote("node-b");
     await n.waitAppGone();
   });
@@ -227,7 +227,74 @@ Deno.test("an endless event line is cut off: the stream reconnects and the role 
     await n.waitOutput("event stream connected");
     n.sim!.emitRaw("x".repeat(70_000));
     await n.waitOutput("LiteFS API lost: event line longer than 65536 characters");
-    await n.waitOutput(/event stream connected[\s\S]*event stream connected/);
+    // The recovery is logged once the new stream has lasted EVENTS_STABLE_MS.
+    await n.waitOutput("LiteFS API: event stream connected again", 10_000);
     assertEquals(n.liveApps(), [pid]);
+  });
+});
+
+Deno.test("a single failed /info on a healthy primary is retried, never acted on", async () => {
+  const env = { NDLS_INFO_INTERVAL: "300ms" };
+  await withNode({ primary: true, env }, async (n) => {
+    const pid = await n.waitAppRunning();
+    await n.waitOutput("event stream connected");
+    const infos = () => n.sim!.requests.filter((r) => r.path === "/info").length;
+    const before = infos();
+    n.sim!.failInfo(1);
+    // The failed one, its quick retry and one more periodic read.
+    await waitFor(() => infos() >= before + 3, { timeoutMs: 5_000, what: "three more /info" });
+    assertExcludes(n.output, "primary -> unknown", n.output);
+    assertExcludes(n.output, "LiteFS API lost");
+    assertEquals(n.liveApps(), [pid]);
+  });
+});
+
+Deno.test("a replica whose .primary vanishes after a missed demotion asks /info before promoting", async () => {
+  // /info is never polled on its own here: only a confirmation can read it.
+  const env = { NDLS_INFO_INTERVAL: "1h", NDLS_LOG_LEVEL: "debug" };
+  await withNode({ primary: true, env }, async (n) => {
+    await n.waitAppRunning();
+    n.sim!.silentEvents(true);
+    n.sim!.setReplica("node-b");
+    await n.waitOutput("role primary -> replica (cause: poll; .primary names node-b)");
+    await n.waitAppGone();
+    // The node loses its primary: .primary goes, /info says "not primary", no event.
+    n.sim!.setReplica(null);
+    await n.waitOutput("role replica: LiteFS API: not primary, no primary known");
+    assertExcludes(n.output, "replica -> primary");
+    assertEquals(n.appStarts(), 1);
+  });
+});
+
+Deno.test("file mode never promotes while the API's stream is open and /info fails", async () => {
+  const env = { NDLS_LEADERSHIP: "file", NDLS_INFO_INTERVAL: "300ms" };
+  await withNode({ primary: false, env }, async (n) => {
+    n.demote(null);
+    await n.waitOutput("event stream connected");
+    await n.waitOutput("-> replica");
+    n.sim!.failInfo(1_000);
+    await n.waitOutput("LiteFS API lost: /info: /info answered 500");
+    await n.waitOutput("role replica -> unknown");
+    assertExcludes(n.output, "-> primary");
+    assertEquals(n.appStarts(), 0);
+  });
+});
+
+Deno.test("a stream that ends right after init backs off and warns once", async () => {
+  await withNode({ primary: true }, async (n) => {
+    const pid = await n.waitAppRunning();
+    await n.waitOutput("event stream connected");
+    const opened = () => n.sim!.requests.filter((r) => r.path === "/events").map((r) => r.at);
+    const before = opened().length;
+    n.sim!.endStreamsAfterInit(true);
+    n.sim!.dropStreams({ clean: true });
+    await waitFor(() => opened().length >= before + 5, { timeoutMs: 10_000, what: "5 reconnects" });
+    const at = opened().slice(before);
+    // 100, 200, 400, 800 ms between attempts: the backoff grows, it never resets.
+    const gaps = at.slice(1).map((t, i) => t - at[i]);
+    assert(gaps[3] >= 700, `gaps ${gaps.join(", ")} ms`);
+    assertEquals(n.output.split("LiteFS API lost: event stream ended").length - 1, 1, n.output);
+    assertEquals(n.liveApps(), [pid]);
+    n.sim!.endStreamsAfterInit(false);
   });
 });

@@ -14,8 +14,9 @@ Deno.test("an NDLS_ name that is no setting is found, with the setting it likely
 });
 
 Deno.test("a name in the wrong case is unknown, and the suggestion is the right case", () => {
-  assertEquals(unknownSettings(["NDLS_stop_timeout"], KNOWN), [
+  assertEquals(unknownSettings(["NDLS_stop_timeout", "ndls_watch"], KNOWN), [
     { name: "NDLS_stop_timeout", suggestion: "NDLS_STOP_TIMEOUT" },
+    { name: "ndls_watch", suggestion: "NDLS_WATCH" },
   ]);
 });
 

@@ -90,6 +90,9 @@ export class LiteFsSim {
   #silent = false;
   /** While set, `/info` requests wait on it: a wedged LiteFS HTTP handler. */
   #infoHeld: PromiseWithResolvers<void> | null = null;
+  /** How many of the next `/info` requests answer 500. */
+  #infoFailures = 0;
+  #endAfterInit = false;
   #txid = 0;
   #listener: Deno.Listener | undefined;
   readonly #conns = new Set<Deno.Conn>();
@@ -214,6 +217,19 @@ export class LiteFsSim {
       this.#infoHeld?.resolve();
       this.#infoHeld = null;
     }
+  }
+
+  /** The next `n` `/info` requests answer 500 (a passing fault). */
+  failInfo(n: number): void {
+    this.#infoFailures = n;
+  }
+
+  /**
+   * While on, every new `/events` stream ends cleanly right after its `init`
+   * line: a broken LiteFS that invites a reconnect storm.
+   */
+  endStreamsAfterInit(on: boolean): void {
+    this.#endAfterInit = on;
   }
 
   /**
@@ -347,7 +363,12 @@ export class LiteFsSim {
         await writeAll(conn, this.#plain(req, 405, "method not allowed\n"));
       } else if (req.path === "/info") {
         if (this.#infoHeld) await this.#infoHeld.promise;
-        await writeAll(conn, this.#plain(req, 200, JSON.stringify(this.#info(), null, 2) + "\n"));
+        if (this.#infoFailures > 0) {
+          this.#infoFailures--;
+          await writeAll(conn, this.#plain(req, 500, "internal error\n"));
+        } else {
+          await writeAll(conn, this.#plain(req, 200, JSON.stringify(this.#info(), null, 2) + "\n"));
+        }
       } else {
         return await this.#streamEvents(conn, reader);
       }
@@ -397,6 +418,11 @@ export class LiteFsSim {
     }) + "\r\n";
     const stream = new EventStream(conn, encoder.encode(head));
     stream.send(encoder.encode(JSON.stringify({ type: "init", data: this.#roleData() }) + "\n"));
+    if (this.#endAfterInit) {
+      stream.finish("clean");
+      await stream.done;
+      return false;
+    }
     this.#streams.add(stream);
     // No heartbeats flow, so only a read notices a reader that hung up.
     this.#track(
@@ -499,6 +525,7 @@ const STATUS_TEXT: Record<number, string> = {
   200: "OK",
   404: "Not Found",
   405: "Method Not Allowed",
+  500: "Internal Server Error",
 };
 
 function parseHead(head: string): ParsedRequest | undefined {
