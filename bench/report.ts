@@ -17,6 +17,7 @@ import {
   reactionOf,
   reactionPhase,
 } from "./results.ts";
+import { FIRST_RETRY_MS } from "../lib/readiness.ts";
 import { HEALTH_INTERVAL_MS, POLL_INTERVAL_MS } from "./settings.ts";
 import { median, summarize } from "./stats.ts";
 import { corePercent, type TargetCheck } from "./targets.ts";
@@ -148,8 +149,9 @@ function reactionSection(r: BenchResults): string {
     `- "spawn" includes ${ms(stamp)} ms (median) of fork, exec and bash start-up of the ` +
     "spawn stamp (bench/app.sh), measured on its own.",
     '- "app up" is the stand-in app\'s own record that its signal handlers are set and ' +
-    "`/ping` is bound. Ours registers only an app that answers its health URL, probed every " +
-    `${HEALTH_INTERVAL_MS} ms (NDLS_HEALTH_INTERVAL), so \"register after app up\" is the ` +
+    "`/ping` is bound. Ours registers only an app that answers its health URL, probed at the " +
+    `spawn, again ${FIRST_RETRY_MS} ms later and doubling up to ${HEALTH_INTERVAL_MS} ms ` +
+    `(NDLS_HEALTH_INTERVAL), so \"register after app up\" is the ` +
     "supervisor's own share of its register figure; a negative figure means the " +
     "registration came before the app could answer.",
   ].join("\n");
@@ -204,8 +206,8 @@ function idleSection(r: BenchResults): string {
     "",
     "Deno's floor, in the same window: floor modules (bench/floor.ts) run with the " +
     "supervisor's flags: `empty` does nothing, `yaml` and `logtape` load one npm dependency, " +
-    `\`modules\` loads every supervisor module, \`poll\` only stats \`.primary\` every ` +
-    `${POLL_INTERVAL_MS} ms.`,
+    `\`modules\` loads every supervisor module, \`poll\` only runs the \`.primary\` poller ` +
+    `(every ${POLL_INTERVAL_MS} ms, \`.primary\` absent as on a primary).`,
     "",
     table(["floor", "CPU s/min", "peak RSS MB"], floors),
   ].join("\n");
