@@ -119,7 +119,8 @@ export const SETTINGS: readonly SettingDoc[] = [
   {
     name: "NDLS_INFO_INTERVAL",
     default: "5s",
-    meaning: "how often `GET /info` re-reads the role, repairing missed events",
+    meaning:
+      "how often `GET /info` re-reads the role, repairing missed events (a failed one is retried after 0.5 s)",
   },
   {
     name: "NDLS_WATCH",
@@ -150,7 +151,7 @@ export const SETTINGS: readonly SettingDoc[] = [
     name: "NDLS_READY_WARNING",
     default: "1m",
     meaning:
-      "a warning when Navidrome has not answered the health URL this long after its start (it stays out of Consul meanwhile)",
+      "a warning when Navidrome has not answered the health URL this long after its start (it stays out of Consul meanwhile; a large library's migrations can take tens of seconds)",
   },
   {
     name: "NDLS_RESTART_DELAY",
@@ -261,7 +262,8 @@ export const SETTINGS: readonly SettingDoc[] = [
   {
     name: "NDLS_STATUS_ADDR",
     default: "(off)",
-    meaning: "`host:port` of the /status and /metrics listener; a bare port binds 127.0.0.1",
+    meaning:
+      "`host:port` of the /status and /metrics listener; a bare port binds 127.0.0.1, `:port` every interface",
   },
 ];
 
