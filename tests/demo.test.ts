@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals, assertIncludes } from "./support/assert.ts";
-import { processAlive, waitFor } from "./support/wait.ts";
+import { processAlive, processesWithEnvironment, waitFor } from "./support/wait.ts";
 import { DemoUsageError, parseDemoArgs } from "../dev/demo_args.ts";
 import { renderTable, snapshotLine } from "../dev/demo_view.ts";
 
@@ -23,28 +23,13 @@ function demoCommand(args: string[]): Deno.Command {
   });
 }
 
-/** Pids of live processes whose environment mentions `text` (a demo's temp dir). */
-function processesMentioning(text: string): number[] {
-  const out: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
-    try {
-      const env = Deno.readTextFileSync(`/proc/${e.name}/environ`);
-      if (env.includes(text) && processAlive(Number(e.name))) out.push(Number(e.name));
-    } catch {
-      // Gone, or not ours to read.
-    }
-  }
-  return out;
-}
-
 /**
  * Live stand-in apps started under `root` (their environment names the node's
  * litefs.yml). A supervisor's command line names the stand-in too, after `--`,
  * so only a process whose script argument is the stand-in counts.
  */
 function liveAppsUnder(root: string): number[] {
-  return processesMentioning(root).filter((pid) => {
+  return processesWithEnvironment(root).filter((pid) => {
     try {
       const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
       return !argv.includes("--") && argv.some((a) => a.endsWith(STAND_IN));
@@ -139,7 +124,7 @@ Deno.test("the demo moves leadership, never runs two apps, and leaves nothing be
   ];
   assert(pids.length >= 5);
   for (const pid of pids) assert(!processAlive(pid), `process ${pid} still alive`);
-  assertEquals(processesMentioning(root!), [], "processes from the demo still alive");
+  assertEquals(processesWithEnvironment(root!), [], "processes from the demo still alive");
   const ports = [
     ...[...out.matchAll(/http:\/\/127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1])),
     ...[...out.matchAll(/app port (\d+)/g)].map((m) => Number(m[1])),
@@ -177,7 +162,7 @@ Deno.test("the demo stops cleanly on SIGINT before its duration", async () => {
     assertIncludes(stdout, "stopping (SIGINT)");
     assertIncludes(stdout, "left behind: nothing");
     const root = /temp dir (\S+)/.exec(stdout)![1];
-    assertEquals(processesMentioning(root), []);
+    assertEquals(processesWithEnvironment(root), []);
   } finally {
     try {
       proc.kill("SIGKILL");
