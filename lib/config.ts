@@ -720,7 +720,7 @@ export function parseListenAddr(text: string): { hostname: string; port: number 
 /**
  * An env lookup for litefs.yml's expansion that survives variables outside
  * the supervisor's `--allow-env` list: LiteFS expands the whole file, but we
- * read two keys, so a Nomad variable in `lease.advertise-url` is no concern.
+ * read three keys, so a Nomad variable in `lease.advertise-url` is no concern.
  * Such a reference stays as written (`${NAME}`) and its name lands in `hidden`.
  */
 function hiddenAware(

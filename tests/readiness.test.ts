@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { FIRST_RETRY_MS, probeDelay, waitReady } from "../lib/readiness.ts";
+import { freePort } from "./support/wait.ts";
 
 Deno.test("probes again soon after a failed first probe, doubling up to the interval", () => {
   const delays = Array.from({ length: 8 }, (_, n) => probeDelay(n, 500));
@@ -29,8 +30,8 @@ Deno.test("is ready at the first 2xx answer, after failing answers", async () =>
 
 Deno.test("stops probing and answers false once aborted", async () => {
   const abort = new AbortController();
-  // Nothing listens on port 1: every probe fails.
-  const pending = waitReady("http://127.0.0.1:1/ping", 500, abort.signal);
+  // Nothing listens on a free port: every probe fails.
+  const pending = waitReady(`http://127.0.0.1:${freePort()}/ping`, 500, abort.signal);
   abort.abort();
   assertEquals(await pending, false);
 });
